@@ -1,0 +1,82 @@
+"""`python -m tollgate_devstack up|stop|status|demo|run|env`."""
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from .demo import Demo, StepFailed
+from .infra import say
+from .stack import Stack
+
+# The demo closes usage windows in seconds; production's default is one hour.
+DEMO_SERVICE_ENV = {"USAGE_SYNC_WINDOW_SECONDS": "10", "USAGE_SYNC_GRACE_SECONDS": "2",
+                    "USAGE_SYNC_TICK_SECONDS": "1"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="tollgate-stack")
+    parser.add_argument("command", choices=["up", "stop", "status", "demo", "run", "env"])
+    args = parser.parse_args()
+    stack = Stack(service_env=DEMO_SERVICE_ENV)
+    match args.command:
+        case "up":
+            up(stack)
+            print(json.dumps(stack.endpoints(), indent=2))
+        case "stop":
+            stack.down()
+        case "status":
+            print(json.dumps(stack.running(), indent=2))
+        case "env":
+            print(json.dumps(stack.endpoints(), indent=2))
+        case "demo":
+            was_running = all(stack.running().values())
+            try:
+                up(stack)
+                return run_demo(stack)
+            finally:
+                if not was_running:
+                    stack.down()
+        case "run":
+            try:
+                up(stack)
+                code = run_demo(stack)
+                ep = stack.endpoints()
+                say(f"the stack is up. Buy something yourself: POST {ep['checkout']}/v1/checkout/sessions "
+                    f"and open the url it returns; mail arrives at {ep['smtp_http']}/api/messages. "
+                    f"Logs: {stack.procs.log_dir}. Ctrl-C stops everything.")
+                if code == 0:
+                    wait_for_interrupt()
+                return code
+            finally:
+                stack.down()
+    return 0
+
+
+def up(stack: Stack) -> None:
+    say("starting PostgreSQL, Kafka, stripe-mock, the Stripe emulator and SMTP capture")
+    stack.up_infra()
+    say("starting checkout, ledger, keys, notifier, usage-sync")
+    stack.up_services()
+
+
+def run_demo(stack: Stack) -> int:
+    try:
+        asyncio.run(Demo(stack.endpoints()).run())
+    except StepFailed as exc:
+        print(f"DEMO FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("demo: every step succeeded")
+    return 0
+
+
+def wait_for_interrupt() -> None:
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Where the local stack lives and which loopback ports it uses. All configurable by env."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+DEFAULT_PORTS = {
+    "postgres": 55432,
+    "kafka": 59092,
+    "kafka_controller": 59093,
+    "stripe_mock": 12111,
+    "stripe_mock_https": 12113,
+    "stripe": 12112,
+    "smtp": 2525,
+    "smtp_http": 8025,
+    "checkout": 8101,
+    "ledger": 8102,
+    "keys": 8103,
+    "notifier": 8104,
+    "usage_sync": 8105,
+}
+SERVICES = ("checkout", "ledger", "keys", "notifier", "usage_sync")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    state_dir: Path
+    cache_dir: Path
+    ports: dict[str, int]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
+        """TOLLGATE_STACK_DIR (default .stack in the checkout), TOLLGATE_CACHE_DIR (default
+        ~/.cache/tollgate: downloads survive a fresh data dir), TOLLGATE_PORT_OFFSET added to
+        every default port, TOLLGATE_PORT_<NAME> to set one port."""
+        env = dict(os.environ if env is None else env)
+        offset = int(env.get("TOLLGATE_PORT_OFFSET", "0"))
+        ports = {
+            name: int(env.get(f"TOLLGATE_PORT_{name.upper()}", default + offset))
+            for name, default in DEFAULT_PORTS.items()
+        }
+        return cls(
+            state_dir=Path(env.get("TOLLGATE_STACK_DIR", REPO_ROOT / ".stack")).resolve(),
+            cache_dir=Path(env.get("TOLLGATE_CACHE_DIR", Path.home() / ".cache" / "tollgate")).resolve(),
+            ports=ports,
+        )
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://tollgate@127.0.0.1:{self.ports['postgres']}/tollgate"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports['kafka']}"

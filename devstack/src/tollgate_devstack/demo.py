@@ -1,0 +1,180 @@
+"""One purchase through every service, step by step. `make demo` runs it; so does the e2e test."""
+
+import asyncio
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+KEY_IN_EMAIL = re.compile(r"\btg_(?:test|live)_[0-9A-Za-z]{28}\b")
+T = TypeVar("T")
+
+
+class StepFailed(AssertionError):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailed(message)
+
+
+async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
+    """Poll until `probe` returns something: the services are asynchronous, the demo is patient."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Exception | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            if (result := await probe()) is not None:
+                return result
+        except (httpx.HTTPError, KeyError) as exc:
+            last = exc
+        await asyncio.sleep(0.25)
+    raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+
+
+@dataclass
+class Demo:
+    ep: dict[str, str]
+    say: Callable[[str], None] = print
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=15))
+    step_no: int = 0
+
+    def step(self, text: str) -> None:
+        self.step_no += 1
+        self.say(f"step {self.step_no}: {text}")
+
+    def ok(self, detail: str) -> None:
+        self.say(f"        ok: {detail}")
+
+    # --- building blocks, also used by tests -----------------------------------------------
+    async def buy(self, plan: str, email: str, name: str = "Ada Lovelace") -> dict[str, Any]:
+        r = await self.http.post(f"{self.ep['checkout']}/v1/checkout/sessions",
+                                 json={"plan": plan, "email": email, "name": name})
+        check(r.status_code == 201, f"checkout answered {r.status_code}: {r.text}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def pay(self, session_id: str) -> dict[str, Any]:
+        r = await self.http.post(f"{self.ep['stripe']}/_emulator/checkout/sessions/{session_id}/complete")
+        check(r.status_code == 200, f"emulator answered {r.status_code}: {r.text}")
+        delivery = r.json()
+        check(delivery["delivered"], f"webhook not accepted: {delivery}")
+        return delivery  # type: ignore[no-any-return]
+
+    async def balance(self, account: str) -> dict[str, Any] | None:
+        r = await self.http.get(f"{self.ep['ledger']}/v1/accounts/{account}/balance")
+        return r.json() if r.status_code == 200 else None
+
+    async def balance_equal(self, account: str, current: int) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            b = await self.balance(account)
+            return b if b is not None and b["current"] == current else None
+
+        return await eventually(f"ledger balance of {account} to reach {current}", probe)
+
+    async def key_from_email(self, email: str) -> tuple[str, dict[str, Any]]:
+        async def probe() -> dict[str, Any] | None:
+            r = await self.http.get(f"{self.ep['smtp_http']}/api/messages", params={"to": email})
+            messages = r.json()["messages"]
+            return messages[-1] if messages else None
+
+        message = await eventually(f"an email to {email}", probe)
+        found = KEY_IN_EMAIL.search(message["body"])
+        check(found is not None, "the email carries no API key")
+        assert found is not None
+        return found.group(0), message
+
+    async def validate(self, key: str, units: int = 1, consume: bool = True) -> dict[str, Any]:
+        r = await self.http.post(f"{self.ep['keys']}/v1/keys/validate",
+                                 json={"apiKey": key, "units": units, "consume": consume})
+        check(r.status_code == 200, f"validate answered {r.status_code}: {r.text}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def keys_of(self, account: str) -> list[dict[str, Any]]:
+        r = await self.http.get(f"{self.ep['keys']}/v1/admin/accounts/{account}/keys",
+                                headers={"Authorization": f"Bearer {self.ep['admin_token']}"})
+        check(r.status_code == 200, f"keys admin answered {r.status_code}")
+        return r.json()["keys"]  # type: ignore[no-any-return]
+
+    # --- the story ------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self.prepaid_pack()
+            await self.metered_plan()
+        finally:
+            await self.http.aclose()
+
+    async def prepaid_pack(self) -> None:
+        email = f"ada+{secrets.token_hex(4)}@example.com"
+        self.step("POST /v1/checkout/sessions {plan: professional} creates a Stripe Checkout Session")
+        session = await self.buy("professional", email)
+        account = session["customer"]
+        check(session["mode"] == "payment" and session["url"].startswith("http"), f"unexpected session {session}")
+        self.ok(f"session {session['id']} for customer {account}; pay at {session['url']}")
+
+        self.step("Stripe signs checkout.session.completed and posts it to /stripe/webhook")
+        delivery = await self.pay(session["id"])
+        self.ok(f"event {delivery['event_id']} accepted (HTTP {delivery['attempts'][-1]})")
+
+        self.step("the ledger credits 10,000 call credits in a balanced entry")
+        b = await self.balance_equal(account, 10_000)
+        self.ok(f"balance current={b['current']} pending={b['pending']} available={b['available']}")
+
+        self.step("keys issues one API key with quota 10,000 and the plan's rate limits")
+        keys = await eventually("the key", lambda: self._one_key(account))
+        check(keys["quota"]["limit"] == 10_000, f"quota is {keys['quota']}")
+        check("api:rate:minute:100" in keys["features"], f"features are {keys['features']}")
+        self.ok(f"key {keys['display']} with {', '.join(keys['features'])}")
+
+        self.step("the notifier emails the key, rendered from its template")
+        key, message = await self.key_from_email(email)
+        check("10,000" in message["body"] and "Professional" in message["subject"], "email not rendered as expected")
+        self.ok(f"'{message['subject']}' to {email}")
+
+        self.step("validate with consume=true takes one unit; the ledger burns one credit")
+        v = await self.validate(key, 1)
+        check(v["isValid"] and v["unitsConsumed"] == 1, f"validate said {v}")
+        check(v["quota"] == {"limit": 10_000, "used": 1, "remaining": 9_999}, f"quota is {v['quota']}")
+        check("expiresAt" in v, "no expiresAt in the answer")
+        await self.balance_equal(account, 9_999)
+        self.ok(f"{v}")
+
+        self.step("the quota runs out: validate refuses, and the ledger agrees with keys exactly")
+        v = await self.validate(key, 9_999)
+        check(v["isValid"] and v["quota"]["remaining"] == 0, f"validate said {v}")
+        refused = await self.validate(key, 1)
+        check(not refused["isValid"] and refused["reason"] == "quota_exceeded", f"validate said {refused}")
+        b = await self.balance_equal(account, 0)
+        used = refused["quota"]["used"]
+        check(b["current"] == refused["quota"]["limit"] - used, f"ledger {b['current']} vs keys used {used}")
+        self.ok(f"refused with reason={refused['reason']}; keys used {used}, ledger balance {b['current']}")
+
+    async def _one_key(self, account: str) -> dict[str, Any] | None:
+        keys = await self.keys_of(account)
+        check(len(keys) <= 1, f"more than one key issued: {keys}")
+        return keys[0] if keys else None
+
+    async def metered_plan(self) -> None:
+        email = f"grace+{secrets.token_hex(4)}@example.com"
+        self.step("a metered plan: subscription checkout, webhook, key, calls, usage reported to Stripe")
+        session = await self.buy("metered", email, name="Grace Hopper")
+        check(session["mode"] == "subscription", f"unexpected session {session}")
+        account = session["customer"]
+        await self.pay(session["id"])
+        key, _ = await self.key_from_email(email)
+        for units in (5, 7):
+            v = await self.validate(key, units)
+            check(v["isValid"] and v["quota"] is None, f"validate said {v}")
+
+        async def reported() -> dict[str, Any] | None:
+            r = await self.http.get(f"{self.ep['stripe']}/_emulator/meter_events")
+            mine = [e for e in r.json()["events"] if e["payload"]["stripe_customer_id"] == account]
+            return mine[0] if mine and sum(int(e["payload"]["value"]) for e in mine) == 12 else None
+
+        event = await eventually("the meter event for the closed window", reported, timeout=60)
+        check(event["identifier"].startswith(f"tg-api_calls-{account}-"), f"identifier {event['identifier']}")
+        self.ok(f"meter event {event['event_name']} value={event['payload']['value']} "
+                f"identifier={event['identifier']}")

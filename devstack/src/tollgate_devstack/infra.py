@@ -1,0 +1,174 @@
+"""Real infrastructure on loopback, without Docker: PostgreSQL, Apache Kafka, stripe-mock.
+
+Each `ensure_*` installs what is missing (Debian's package, Maven Central jars, a Go
+module) into a cache outside the data directory, so a second start downloads nothing.
+"""
+
+import base64
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from .config import REPO_ROOT, StackConfig
+from .processes import Processes, port_open, wait_until
+
+KAFKA_POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
+STRIPE_MOCK_MODULE = "github.com/stripe/stripe-mock@v0.203.0"
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+def postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        say("installing PostgreSQL from Debian's packages")
+        _root(["apt-get", "update", "-q"])
+        _root(["apt-get", "install", "-y", "-q", "postgresql"], env={"DEBIAN_FRONTEND": "noninteractive"})
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent
+
+
+def start_postgres(cfg: StackConfig, procs: Processes) -> None:
+    port = cfg.ports["postgres"]
+    if procs.pid("postgres") and port_open(port):
+        return
+    bindir = postgres_bin()
+    data = cfg.state_dir / "pg"
+    # PostgreSQL refuses to run as root: run it as the `postgres` user when we are root.
+    user = "postgres" if os.geteuid() == 0 else None
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        _own(data, user)
+        say(f"initdb {data}")
+        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "tollgate", "--auth=trust", "-E", "UTF8",
+                        "--no-instructions"], check=True, user=user, stdout=subprocess.DEVNULL)
+    procs.start("postgres", [
+        str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+        "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+        "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+    ], user=user)
+    wait_until("postgres", lambda: port_open(port), 60, lambda: procs.log_tail("postgres"))
+    _create_database(bindir, port)
+
+
+def _create_database(bindir: Path, port: int) -> None:
+    def query(sql: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate",
+                               "-d", "postgres", "-tAc", sql], capture_output=True, text=True)
+
+    # The port opens before recovery ends; wait until a query really answers.
+    wait_until("postgres accepting connections", lambda: query("SELECT 1").returncode == 0, 60)
+    if query("SELECT 1 FROM pg_database WHERE datname = 'tollgate'").stdout.strip() != "1":
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate", "tollgate"],
+                       check=True)
+
+
+def _own(path: Path, user: str | None) -> None:
+    if user:
+        pw = pwd.getpwnam(user)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+# --- Kafka --------------------------------------------------------------------------------
+
+def kafka_version() -> str:
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", KAFKA_POM.read_text())
+    assert match
+    return match.group(1)
+
+
+def kafka_libs(cfg: StackConfig) -> Path:
+    lib = cfg.cache_dir / f"kafka-{kafka_version()}" / "lib"
+    marker = lib / ".complete"
+    if not marker.exists():
+        say(f"fetching Apache Kafka {kafka_version()} jars from Maven Central")
+        for tool in ("java", "mvn"):
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is required to run Kafka locally")
+        subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+                        "-DincludeScope=runtime", f"-DoutputDirectory={lib}"], check=True)
+        marker.touch()
+    return lib
+
+
+def start_kafka(cfg: StackConfig, procs: Processes) -> None:
+    port, controller = cfg.ports["kafka"], cfg.ports["kafka_controller"]
+    if procs.pid("kafka") and port_open(port):
+        return
+    lib = kafka_libs(cfg)
+    home = cfg.state_dir / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=3",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=6",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=false",
+        "log.cleaner.min.cleanable.ratio=0.1",
+        "",
+    ]))
+    log4j = home / "log4j2.properties"
+    log4j.write_text("rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=out\nappender.out.type=Console\n"
+                     "appender.out.name=out\nappender.out.layout.type=PatternLayout\n"
+                     "appender.out.layout.pattern=[%d] %p %m (%c)%n\nlogger.kafka.name=kafka\nlogger.kafka.level=INFO\n")
+    classpath = f"{lib}/*"
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(["java", "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool",
+                        "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+                       check=True, stdout=subprocess.DEVNULL)
+    procs.start("kafka", ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                          f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(props)])
+    wait_until("kafka", lambda: port_open(port), 90, lambda: procs.log_tail("kafka"))
+
+
+# --- stripe-mock ----------------------------------------------------------------------------
+
+def stripe_mock_binary(cfg: StackConfig) -> Path:
+    binary = cfg.cache_dir / "bin" / "stripe-mock"
+    if not binary.exists():
+        if shutil.which("go") is None:
+            raise RuntimeError("Go is required to build stripe-mock")
+        say(f"building {STRIPE_MOCK_MODULE} through the Go module proxy")
+        subprocess.run(["go", "install", STRIPE_MOCK_MODULE], check=True,
+                       env={**os.environ, "GOBIN": str(binary.parent)})
+    return binary
+
+
+def start_stripe_mock(cfg: StackConfig, procs: Processes) -> None:
+    port = cfg.ports["stripe_mock"]
+    if procs.pid("stripe-mock") and port_open(port):
+        return
+    # Both listeners pinned to loopback: by default stripe-mock also serves HTTPS on *:12112.
+    procs.start("stripe-mock", [str(stripe_mock_binary(cfg)), "-http-addr", f"127.0.0.1:{port}",
+                                "-https-addr", f"127.0.0.1:{cfg.ports['stripe_mock_https']}"])
+    wait_until("stripe-mock", lambda: port_open(port), 30, lambda: procs.log_tail("stripe-mock"))
+
+
+def _root(argv: list[str], env: dict[str, str] | None = None) -> None:
+    if os.geteuid() != 0:
+        argv = ["sudo", *argv]
+    subprocess.run(argv, check=True, env={**os.environ, **(env or {})})

@@ -1,0 +1,158 @@
+"""The emulator's HTTP surface: Stripe's /v1 API, plus /_emulator for tests and a checkout page."""
+
+import html
+import os
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import formdata, webhooks
+from .state import State
+
+FORWARDED_HEADERS = ("authorization", "content-type", "stripe-version", "idempotency-key")
+
+
+def stripe_error(status: int, message: str, type_: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str, webhook_secret: str) -> Starlette:
+    state = State()
+    mock = httpx.AsyncClient(base_url=stripe_mock_url, timeout=10) if stripe_mock_url else None
+
+    async def validate_with_stripe_mock(request: Request, body: bytes) -> Response | None:
+        """Stripe-mock checks the request against Stripe's OpenAPI spec; its refusal is ours."""
+        if mock is None:
+            return None
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
+        headers.pop("idempotency-key", None)  # stripe-mock would replay, hiding validation
+        r = await mock.request(request.method, request.url.path, params=request.query_params, content=body,
+                               headers=headers)
+        state.requests[-1]["stripe_mock_status"] = r.status_code
+        if r.status_code >= 400:
+            return Response(r.content, status_code=r.status_code, media_type="application/json")
+        return None
+
+    async def v1(request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path
+        state.requests.append({"method": request.method, "path": path, "body": body.decode()})
+        if not request.headers.get("authorization", "").startswith("Bearer sk_"):
+            return stripe_error(401, "Invalid API Key provided", "authentication_error")
+        refused = await validate_with_stripe_mock(request, body)
+        if refused is not None:
+            return refused
+        if state.faults.get(path):
+            return stripe_error(state.faults[path].pop(0), "injected fault", "api_error")
+        idem = request.headers.get("idempotency-key")
+        if idem and (path, idem) in state.idempotent:
+            status, cached = state.idempotent[(path, idem)]
+            return JSONResponse(cached, status_code=status, headers={"Idempotent-Replayed": "true"})
+        status, payload = handle(request.method, path, formdata.decode(body.decode()))
+        if idem and status < 500:
+            state.idempotent[(path, idem)] = (status, payload)
+        return JSONResponse(payload, status_code=status)
+
+    def handle(method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        parts = path.strip("/").split("/")[1:]
+        match method, parts:
+            case "POST", ["customers"]:
+                return 200, state.create_customer(params)
+            case "GET", ["customers", cid] if cid in state.customers:
+                return 200, state.customers[cid]
+            case "POST", ["checkout", "sessions"]:
+                return 200, public_session(state.create_session(params, public_url))
+            case "GET", ["checkout", "sessions", sid] if sid in state.sessions:
+                return 200, public_session(state.sessions[sid])
+            case "POST", ["billing", "meter_events"]:
+                return 200, state.record_meter_event(params)
+        return 404, {"error": {"type": "invalid_request_error", "message": f"No such resource: {path}"}}
+
+    async def complete(sid: str) -> dict[str, Any]:
+        session = state.complete_session(sid)
+        evt = webhooks.event("checkout.session.completed", public_session(session))
+        return await webhooks.deliver(state, webhook_url, webhook_secret, evt)
+
+    async def complete_api(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        if sid not in state.sessions:
+            return stripe_error(404, f"No such checkout session: {sid}")
+        if state.sessions[sid]["status"] == "complete":
+            return stripe_error(400, "session already completed")
+        return JSONResponse(await complete(sid))
+
+    async def send_event(request: Request) -> Response:
+        body = await request.json()
+        evt = webhooks.event(body["type"], body.get("object", {}))
+        return JSONResponse({"event": evt, "delivery": await webhooks.deliver(state, webhook_url, webhook_secret, evt)})
+
+    async def checkout_page(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        s = state.sessions.get(sid)
+        if s is None:
+            return HTMLResponse("<h1>No such checkout session</h1>", status_code=404)
+        plan = html.escape(str(s["metadata"].get("plan", "")))
+        amount = f"{s['amount_total'] / 100:.2f} {s['currency'].upper()}" if s["amount_total"] else "metered"
+        button = ("<p>Paid. You can close this page; your key is on its way by email.</p>"
+                  if s["status"] == "complete" else
+                  f'<form method="post" action="/checkout/{sid}/pay"><button type="submit">Pay</button></form>')
+        return HTMLResponse(
+            f"<!doctype html><title>Tollgate test checkout</title><h1>Stripe emulator checkout</h1>"
+            f"<p>Plan: <b>{plan}</b> &middot; {amount} &middot; {html.escape(s['customer_email'] or '')}</p>{button}"
+        )
+
+    async def pay(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        if sid in state.sessions and state.sessions[sid]["status"] != "complete":
+            await complete(sid)
+        return await checkout_page(request)
+
+    async def meter_events(_request: Request) -> Response:
+        return JSONResponse({"events": list(state.meter_events.values()), "requests": state.meter_event_requests})
+
+    async def debug(request: Request) -> Response:
+        what = request.path_params["what"]
+        data = {"requests": state.requests, "webhooks": state.webhook_deliveries,
+                "sessions": list(state.sessions.values())}.get(what)
+        return JSONResponse(data) if data is not None else stripe_error(404, "unknown")
+
+    async def faults(request: Request) -> Response:
+        body = await request.json()
+        state.faults[body["path"]] = list(body["statuses"])
+        return JSONResponse({"ok": True})
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[
+        Route("/v1/{rest:path}", v1, methods=["GET", "POST", "DELETE"]),
+        Route("/checkout/{sid}", checkout_page, methods=["GET"]),
+        Route("/checkout/{sid}/pay", pay, methods=["POST"]),
+        Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
+        Route("/_emulator/events", send_event, methods=["POST"]),
+        Route("/_emulator/meter_events", meter_events, methods=["GET"]),
+        Route("/_emulator/faults", faults, methods=["POST"]),
+        Route("/_emulator/{what}", debug, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ])
+
+
+def public_session(session: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in session.items() if k != "line_items_requested"}
+
+
+def main() -> None:
+    import uvicorn
+
+    app = build_app(
+        stripe_mock_url=os.environ.get("STRIPE_EMULATOR_STRIPE_MOCK_URL") or None,
+        public_url=os.environ["STRIPE_EMULATOR_PUBLIC_URL"],
+        webhook_url=os.environ["STRIPE_EMULATOR_WEBHOOK_URL"],
+        webhook_secret=os.environ["STRIPE_EMULATOR_WEBHOOK_SECRET"],
+    )
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("STRIPE_EMULATOR_PORT", "12112")),
+                log_level="warning")

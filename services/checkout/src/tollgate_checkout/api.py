@@ -1,0 +1,43 @@
+"""Checkout's HTTP edge: create sessions, receive Stripe webhooks."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from .handlers import StartCheckout, WebhookSecret, ingest_webhook, start_checkout, verify_webhook
+from .wiring import Deps
+
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class CheckoutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=64)
+    email: str = Field(pattern=EMAIL, max_length=254)
+    name: str | None = Field(default=None, max_length=200)
+    quantity: int = Field(default=1, ge=1, le=1000, strict=True)
+
+
+def router(deps: Deps) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/v1/checkout/sessions", status_code=201)
+    async def create_session(
+        body: CheckoutRequest, idempotency_key: Annotated[str | None, Header()] = None
+    ) -> dict[str, str]:
+        cmd = StartCheckout(body.plan, body.email, body.name, body.quantity, idempotency_key)
+        session = await start_checkout(cmd, deps.catalog, deps.gateway)
+        return {"id": session.id, "url": session.url, "customer": session.customer, "mode": session.mode}
+
+    @r.post("/stripe/webhook")
+    async def stripe_webhook(
+        request: Request, stripe_signature: Annotated[str | None, Header()] = None
+    ) -> dict[str, object]:
+        secret = WebhookSecret(deps.settings.stripe_webhook_secret.get_secret_value(),
+                               deps.settings.webhook_tolerance_s)
+        event = verify_webhook(await request.body(), stripe_signature, secret)
+        outcome = await ingest_webhook(event, deps.runtime.pool, deps.catalog)
+        return {"received": True, "outcome": outcome}
+
+    return r

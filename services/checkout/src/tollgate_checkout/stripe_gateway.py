@@ -1,0 +1,67 @@
+"""Checkout Sessions through the official Stripe SDK."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from .domain import Plan
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    id: str
+    url: str
+    customer: str
+    mode: str
+
+
+class StripeCheckout:
+    def __init__(self, client: stripe.StripeClient, success_url: str, cancel_url: str) -> None:
+        self._client = client
+        self._success_url = success_url
+        self._cancel_url = cancel_url
+
+    async def create_session(self, plan: Plan, email: str, name: str | None, quantity: int,
+                             idempotency_key: str | None) -> CreatedSession:
+        # The customer exists before the session so the Tollgate account id (the
+        # Stripe customer id) is known when we answer, not only after payment.
+        customer = await self._client.v1.customers.create_async(
+            {"email": email, **({"name": name} if name else {}), "metadata": {"source": "tollgate"}},
+            _options(idempotency_key, "customer"),
+        )
+        params: dict[str, Any] = {
+            "mode": plan.mode,
+            "customer": customer.id,
+            "success_url": self._success_url,
+            "cancel_url": self._cancel_url,
+            "metadata": {"plan": plan.name, "quantity": str(quantity)},
+            "line_items": [_line_item(plan, quantity)],
+        }
+        session = await self._client.v1.checkout.sessions.create_async(
+            params,  # type: ignore[arg-type]
+            _options(idempotency_key, "session"),
+        )
+        return CreatedSession(id=session.id, url=session.url or "", customer=customer.id, mode=plan.mode)
+
+
+def _line_item(plan: Plan, quantity: int) -> dict[str, Any]:
+    if plan.mode == "subscription":
+        return {"price": plan.stripe_price}  # a metered price takes no quantity
+    assert plan.price is not None
+    return {
+        "price_data": {
+            "currency": plan.price.currency,
+            "unit_amount": plan.price.amount_minor,
+            "product_data": {"name": plan.product_name},
+        },
+        "quantity": quantity,
+    }
+
+
+def _options(idempotency_key: str | None, part: str) -> Any:
+    return {"idempotency_key": f"{idempotency_key}:{part}"} if idempotency_key else None
+
+
+def make_client(api_key: str, api_base: str) -> stripe.StripeClient:
+    return stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=2)

@@ -1,0 +1,85 @@
+"""The keys service's HTTP edge: validate (public), and the admin API (bearer token)."""
+
+import hmac
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, ConfigDict, Field
+
+from tollgate_shared.http import ApiError
+from tollgate_shared.runtime import Runtime
+
+from . import repo
+from .handlers import KeySecrets, Validate, Verdict, revoke_key, validate_key
+
+MAX_UNITS = 1_000_000
+
+
+class ValidateRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    api_key: str = Field(alias="apiKey", min_length=1, max_length=256)
+    units: int = Field(default=1, ge=1, le=MAX_UNITS, strict=True)
+    consume: bool = Field(default=True, strict=True)
+    route: str | None = Field(default=None, max_length=256)
+    method: str | None = Field(default=None, max_length=16)
+    status: int | None = Field(default=None, ge=100, le=599)
+
+
+class RevokeRequest(BaseModel):
+    reason: str = Field(default="admin", max_length=200)
+
+
+def verdict_body(v: Verdict) -> dict[str, Any]:
+    body: dict[str, Any] = {"isValid": v.valid, "unitsConsumed": v.consumed}
+    if v.reason:
+        body["reason"] = v.reason
+    if v.key is not None:
+        body["keyId"] = str(v.key.id)
+        body["quota"] = None if v.key.quota_limit is None else {
+            "limit": v.key.quota_limit,
+            "used": v.key.quota_used,
+            "remaining": max(v.key.quota_limit - v.key.quota_used, 0),
+        }
+        body["expiresAt"] = v.key.expires_at.isoformat() if v.key.expires_at else None
+    return body
+
+
+def key_body(k: repo.KeyRow) -> dict[str, Any]:
+    return {
+        "id": str(k.id), "accountId": k.account_id, "display": k.key_display, "plan": k.plan,
+        "billing": k.billing, "status": k.status, "features": k.features,
+        "quota": None if k.quota_limit is None else {"limit": k.quota_limit, "used": k.quota_used},
+        "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
+    }
+
+
+def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter:
+    r = APIRouter()
+
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin_token.encode()):
+            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
+
+    admin = [Depends(require_admin)]
+
+    @r.post("/v1/keys/validate")
+    async def validate(body: ValidateRequest) -> dict[str, Any]:
+        cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
+        return verdict_body(await validate_key(cmd, runtime.pool, secrets))
+
+    @r.post("/v1/admin/keys/{key_id}/revoke", dependencies=admin)
+    async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> dict[str, Any]:
+        key = await revoke_key(key_id, (body or RevokeRequest()).reason, runtime.pool)
+        if key is None:
+            raise ApiError(404, "key_not_found", f"no key {key_id}")
+        return key_body(key)
+
+    @r.get("/v1/admin/accounts/{account_id}/keys", dependencies=admin)
+    async def list_keys(account_id: str) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            keys = await repo.list_for_account(conn, account_id)
+        return {"accountId": account_id, "keys": [key_body(k) for k in keys]}
+
+    return r

@@ -1,0 +1,25 @@
+"""The one place that wires the keys service."""
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+
+from tollgate_shared.runtime import Runtime, service_app
+
+from . import api, consumers
+from .config import Settings
+from .handlers import KeySecrets
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def build_app(settings: Settings) -> FastAPI:
+    runtime = Runtime("keys", "keys", settings, MIGRATIONS)
+    secrets = KeySecrets(
+        environment=settings.key_environment,
+        hash_secret=settings.hash_secret.get_secret_value().encode(),
+        delivery=Fernet(settings.delivery_key.get_secret_value()),
+    )
+    consumers.register(runtime.broker, runtime, secrets)
+    return service_app(runtime, api.router(runtime, secrets, settings.admin_token.get_secret_value()))

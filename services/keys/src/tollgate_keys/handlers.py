@@ -1,0 +1,105 @@
+"""The keys service's use cases: issue, validate (and consume), revoke."""
+
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import asyncpg
+from cryptography.fernet import Fernet
+
+from tollgate_shared import outbox
+from tollgate_shared.contracts import KeyIssued, KeyRevoked, PaymentSucceeded, SubscriptionStarted, UsageRecorded
+from tollgate_shared.contracts.envelope import event_id_for, utcnow
+from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
+from tollgate_shared.logging import get_logger
+
+from . import keyformat, repo
+from .domain import Reason, refusal
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class KeySecrets:
+    environment: str
+    hash_secret: bytes
+    delivery: Fernet
+
+
+async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.Pool, secrets: KeySecrets) -> bool:
+    """One key per paid Checkout Session; its plaintext leaves only encrypted, in the event."""
+    plaintext = keyformat.generate(secrets.environment)
+    key_id = uuid4()
+    quota = fact.credits if isinstance(fact, PaymentSucceeded) else None
+    async with pool.acquire() as conn, conn.transaction():
+        created = await repo.insert_key(
+            conn, key_id=key_id, account_id=fact.account_id, key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
+            key_display=keyformat.display(plaintext), plan=fact.plan, billing=fact.billing, quota_limit=quota,
+            features=list(fact.features), source_ref=fact.checkout_session_id,
+        )
+        if not created:
+            log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)
+            return False
+        await outbox.add(conn, KEYS_EVENTS, fact.account_id, KeyIssued(
+            event_id=event_id_for("KeyIssued", str(key_id)),
+            causation_id=str(fact.event_id), correlation_id=fact.correlation_id,
+            key_id=key_id, account_id=fact.account_id, customer_email=fact.customer_email,
+            customer_name=fact.customer_name, plan=fact.plan, product_name=fact.product_name,
+            billing=fact.billing, quota=quota, features=fact.features, key_display=keyformat.display(plaintext),
+            key_ciphertext=secrets.delivery.encrypt(plaintext.encode()).decode(),
+        ))
+    log.info("key issued", key_id=str(key_id), account_id=fact.account_id, plan=fact.plan)
+    return True
+
+
+@dataclass(frozen=True)
+class Validate:
+    api_key: str
+    units: int
+    consume: bool
+    route: str | None = None
+    method: str | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: repo.KeyRow | None
+    consumed: int
+    reason: Reason | None
+
+    @property
+    def valid(self) -> bool:
+        return self.reason is None
+
+
+async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets) -> Verdict:
+    if not keyformat.is_well_formed(cmd.api_key):
+        return Verdict(None, 0, "malformed")  # a typo never reaches the database
+    key_hash = keyformat.hash_key(secrets.hash_secret, cmd.api_key)
+    async with pool.acquire() as conn:
+        if not cmd.consume:
+            key = await repo.find_by_hash(conn, key_hash)
+            return Verdict(key, 0, refusal(key, cmd.units, utcnow()))
+        async with conn.transaction():
+            key = await repo.consume(conn, key_hash, cmd.units)
+            if key is None:
+                current = await repo.find_by_hash(conn, key_hash)
+                return Verdict(current, 0, refusal(current, cmd.units, utcnow()) or "quota_exceeded")
+            # The usage event commits with the quota change: recorded before we answer.
+            await outbox.add(conn, USAGE_RECORDED, key.account_id, UsageRecorded(
+                key_id=key.id, account_id=key.account_id, plan=key.plan, billing=key.billing,  # type: ignore[arg-type]
+                units=cmd.units, route=cmd.route, method=cmd.method, status=cmd.status,
+            ))
+    return Verdict(key, cmd.units, None)
+
+
+async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyRow | None:
+    """Revoke a key; revoking a revoked key changes nothing and publishes nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        key = await repo.revoke(conn, key_id)
+        if key is None:
+            return await repo.find_by_id(conn, key_id)
+        await outbox.add(conn, KEYS_EVENTS, key.account_id,
+                         KeyRevoked(key_id=key.id, account_id=key.account_id, reason=reason))
+    log.info("key revoked", key_id=str(key_id), reason=reason)
+    return key

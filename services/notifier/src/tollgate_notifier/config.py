@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from tollgate_shared.settings import ServiceSettings, secret_validator
+
+from .templates import TEMPLATES
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_")
+
+    http_port: int = 8104
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Tollgate <no-reply@tollgate.local>"
+    customer_portal_url: str = "http://127.0.0.1:8101/portal"
+    templates_dir: Path = TEMPLATES
+    delivery_key: SecretStr  # Fernet key shared with the keys service
+
+    _secrets = secret_validator("delivery_key")

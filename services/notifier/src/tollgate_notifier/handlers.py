@@ -1,0 +1,64 @@
+"""The notifier's use cases: deliver a new key by email, exactly once as far as SMTP allows."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+from cryptography.fernet import Fernet
+
+from tollgate_shared.contracts import KeyIssued
+from tollgate_shared.logging import get_logger
+
+from .mailer import Mailer
+from .templates import Email, load, render
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NotifierDeps:
+    pool: asyncpg.Pool
+    mailer: Mailer
+    delivery: Fernet
+    templates_dir: Path
+    customer_portal_url: str
+
+
+async def email_new_key(event: KeyIssued, deps: NotifierDeps) -> bool:
+    plaintext = deps.delivery.decrypt(event.key_ciphertext.encode()).decode()
+    email = render(load("key_issued", deps.templates_dir), {
+        "ApiKey": plaintext,
+        "ApiQuota": "unlimited (metered)" if event.quota is None else f"{event.quota:,}",
+        "ProductName": event.product_name,
+        "CustomerEmail": event.customer_email,
+        "PaymentProcessorCustomerName": event.customer_name or event.customer_email,
+        "CustomerPortalUrl": deps.customer_portal_url,
+    })
+    return await send_once(deps, event.event_id, "key_issued", event.customer_email, email)
+
+
+async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, email: Email) -> bool:
+    """Send unless this event's email was already sent.
+
+    The 'sending' row commits before SMTP and 'sent' after. A crash between the two
+    resends on redelivery with the same Message-ID: SMTP has no transactions, so this
+    is the narrowest window there is, and the duplicate is identifiable.
+    """
+    message_id = f"<{event_id}@tollgate>"
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            status = await conn.fetchval("SELECT status FROM emails WHERE event_id = $1 FOR UPDATE", event_id)
+            if status == "sent":
+                log.info("email already sent", template=template)
+                return False
+            if status is None:
+                await conn.execute(
+                    "INSERT INTO emails (event_id, template, recipient, message_id, status) "
+                    "VALUES ($1, $2, $3, $4, 'sending')",
+                    event_id, template, to, message_id,
+                )
+        await deps.mailer.send(to, email, message_id)
+        await conn.execute("UPDATE emails SET status = 'sent', sent_at = now() WHERE event_id = $1", event_id)
+    log.info("email sent", template=template)
+    return True

@@ -1,0 +1,1 @@
+"""Tollgate's shared library: contracts, settings, logging, db, outbox, bus. No business rules."""

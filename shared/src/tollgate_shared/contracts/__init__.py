@@ -1,0 +1,27 @@
+"""Versioned contracts of every Tollgate topic: one module per producing service."""
+
+from .checkout import PaymentsEvent, PaymentSucceeded, SubscriptionStarted, payments_event
+from .envelope import Event, Money, event_id_for
+from .keys import KeyIssued, KeyRevoked, KeysEvent, UsageRecorded, keys_event
+from .ledger import BalanceUpdated
+from .topics import ALL_TOPICS, Topic
+from .usage_sync import UsageReported
+
+__all__ = [
+    "ALL_TOPICS",
+    "BalanceUpdated",
+    "Event",
+    "KeyIssued",
+    "KeyRevoked",
+    "KeysEvent",
+    "Money",
+    "PaymentSucceeded",
+    "PaymentsEvent",
+    "SubscriptionStarted",
+    "Topic",
+    "UsageRecorded",
+    "UsageReported",
+    "event_id_for",
+    "keys_event",
+    "payments_event",
+]

@@ -1,0 +1,54 @@
+"""Events the keys service publishes: key lifecycle on `keys.events`, usage on `usage.recorded`."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, TypeAdapter
+
+from .envelope import Event
+
+Billing = Literal["prepaid", "metered"]
+
+
+class KeyIssued(Event):
+    """A key exists. Its plaintext travels only encrypted, for the notifier to deliver."""
+
+    event_type: Literal["KeyIssued"] = "KeyIssued"
+    key_id: UUID
+    account_id: str
+    customer_email: str
+    customer_name: str | None = None
+    plan: str
+    product_name: str
+    billing: Billing
+    quota: int | None = Field(description="Lifetime units; None for metered keys")
+    features: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    key_display: str = Field(description="Prefix and last four characters, safe to show")
+    key_ciphertext: str = Field(description="Fernet token holding the plaintext key")
+
+
+class KeyRevoked(Event):
+    event_type: Literal["KeyRevoked"] = "KeyRevoked"
+    key_id: UUID
+    account_id: str
+    reason: str
+
+
+KeysEvent = Annotated[KeyIssued | KeyRevoked, Field(discriminator="event_type")]
+keys_event = TypeAdapter[KeysEvent](KeysEvent)
+
+
+class UsageRecorded(Event):
+    """Units a key consumed in one accepted validation. `event_id` is the usage id."""
+
+    event_type: Literal["UsageRecorded"] = "UsageRecorded"
+    key_id: UUID
+    account_id: str
+    plan: str
+    billing: Billing
+    units: int = Field(gt=0)
+    route: str | None = None
+    method: str | None = None
+    status: int | None = None

@@ -1,0 +1,99 @@
+"""Transactional outbox: events are rows written with the change, relayed to Kafka after.
+
+Writing the row in the same transaction as the business change means nothing is
+published for a rolled-back change, and nothing committed is left unpublished. The
+relay publishes at least once; consumers deduplicate on `event_id`.
+"""
+
+import asyncio
+import json
+from contextlib import suppress
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from .contracts import Event, Topic
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) -> None:
+    """Queue `event` for `topic`, keyed by account id. Call inside the change's transaction."""
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        topic.name,
+        key,
+        event.event_id,
+        event.model_dump(mode="json"),
+    )
+
+
+class OutboxRelay:
+    """Moves outbox rows to Kafka in id order, then deletes them.
+
+    One relay per schema publishes at a time (an advisory lock taken per batch), so
+    rows written in order for one key reach their partition in that order even when
+    several replicas run. A row is deleted only after Kafka acknowledged it.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500,
+                 idle_sleep: float = 0.05) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._batch_size = batch_size
+        self._idle_sleep = idle_sleep
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                moved = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if moved < self._batch_size:
+                await asyncio.sleep(self._idle_sleep)
+
+    async def relay_once(self) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"):
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, event_id, payload FROM outbox ORDER BY id LIMIT $1",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            sends = [
+                await self._broker.publish(
+                    json.dumps(row["payload"]).encode(),
+                    row["topic"],
+                    key=row["key"].encode(),
+                    headers={
+                        "content-type": "application/json",
+                        "event_type": row["payload"].get("event_type", ""),
+                        "event_id": str(row["event_id"]),
+                    },
+                    no_confirm=True,
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*sends)  # type: ignore[arg-type]
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        self.published += len(rows)
+        return len(rows)
