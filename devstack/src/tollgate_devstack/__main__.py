@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -11,8 +12,7 @@ from .infra import say
 from .stack import Stack
 
 # The demo closes usage windows in seconds; production's default is one hour.
-DEMO_SERVICE_ENV = {"USAGE_SYNC_WINDOW_SECONDS": "10", "USAGE_SYNC_GRACE_SECONDS": "2",
-                    "USAGE_SYNC_TICK_SECONDS": "1"}
+DEMO_SERVICE_ENV = {"USAGE_SYNC_WINDOW_SECONDS": "10", "USAGE_SYNC_GRACE_SECONDS": "2", "USAGE_SYNC_TICK_SECONDS": "1"}
 
 
 def main() -> int:
@@ -23,7 +23,7 @@ def main() -> int:
     match args.command:
         case "up":
             up(stack)
-            print(json.dumps(stack.endpoints(), indent=2))
+            print(json.dumps({k: v for k, v in stack.endpoints().items() if "://" in v or k == "kafka"}, indent=2))
         case "stop":
             stack.down()
         case "status":
@@ -43,9 +43,11 @@ def main() -> int:
                 up(stack)
                 code = run_demo(stack)
                 ep = stack.endpoints()
-                say(f"the stack is up. Buy something yourself: POST {ep['checkout']}/v1/checkout/sessions "
+                say(
+                    f"the stack is up. Buy something yourself: POST {ep['checkout']}/v1/checkout/sessions "
                     f"and open the url it returns; mail arrives at {ep['smtp_http']}/api/messages. "
-                    f"Logs: {stack.procs.log_dir}. Ctrl-C stops everything.")
+                    f"Logs: {stack.procs.log_dir}. Ctrl-C stops everything."
+                )
                 if code == 0:
                     wait_for_interrupt()
                 return code
@@ -72,10 +74,8 @@ def run_demo(stack: Stack) -> int:
 
 
 def wait_for_interrupt() -> None:
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

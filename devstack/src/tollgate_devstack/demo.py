@@ -33,7 +33,9 @@ async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeou
         except (httpx.HTTPError, KeyError) as exc:
             last = exc
         await asyncio.sleep(0.25)
-    raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+    raise StepFailed(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else "")
+    )
 
 
 @dataclass
@@ -52,8 +54,9 @@ class Demo:
 
     # --- building blocks, also used by tests -----------------------------------------------
     async def buy(self, plan: str, email: str, name: str = "Ada Lovelace") -> dict[str, Any]:
-        r = await self.http.post(f"{self.ep['checkout']}/v1/checkout/sessions",
-                                 json={"plan": plan, "email": email, "name": name})
+        r = await self.http.post(
+            f"{self.ep['checkout']}/v1/checkout/sessions", json={"plan": plan, "email": email, "name": name}
+        )
         check(r.status_code == 201, f"checkout answered {r.status_code}: {r.text}")
         return r.json()  # type: ignore[no-any-return]
 
@@ -88,14 +91,17 @@ class Demo:
         return found.group(0), message
 
     async def validate(self, key: str, units: int = 1, consume: bool = True) -> dict[str, Any]:
-        r = await self.http.post(f"{self.ep['keys']}/v1/keys/validate",
-                                 json={"apiKey": key, "units": units, "consume": consume})
+        r = await self.http.post(
+            f"{self.ep['keys']}/v1/keys/validate", json={"apiKey": key, "units": units, "consume": consume}
+        )
         check(r.status_code == 200, f"validate answered {r.status_code}: {r.text}")
         return r.json()  # type: ignore[no-any-return]
 
     async def keys_of(self, account: str) -> list[dict[str, Any]]:
-        r = await self.http.get(f"{self.ep['keys']}/v1/admin/accounts/{account}/keys",
-                                headers={"Authorization": f"Bearer {self.ep['admin_token']}"})
+        r = await self.http.get(
+            f"{self.ep['keys']}/v1/admin/accounts/{account}/keys",
+            headers={"Authorization": f"Bearer {self.ep['admin_token']}"},
+        )
         check(r.status_code == 200, f"keys admin answered {r.status_code}")
         return r.json()["keys"]  # type: ignore[no-any-return]
 
@@ -176,5 +182,4 @@ class Demo:
 
         event = await eventually("the meter event for the closed window", reported, timeout=60)
         check(event["identifier"].startswith(f"tg-api_calls-{account}-"), f"identifier {event['identifier']}")
-        self.ok(f"meter event {event['event_name']} value={event['payload']['value']} "
-                f"identifier={event['identifier']}")
+        self.ok(f"meter event {event['event_name']} value={event['payload']['value']} identifier={event['identifier']}")

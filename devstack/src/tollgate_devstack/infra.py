@@ -26,6 +26,7 @@ def say(msg: str) -> None:
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
+
 def postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     if not found:
@@ -48,27 +49,60 @@ def start_postgres(cfg: StackConfig, procs: Processes) -> None:
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
         say(f"initdb {data}")
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "tollgate", "--auth=trust", "-E", "UTF8",
-                        "--no-instructions"], check=True, user=user, stdout=subprocess.DEVNULL)
-    procs.start("postgres", [
-        str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-        "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-        "-c", "max_connections=300", "-c", "shared_buffers=256MB",
-    ], user=user)
+        subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "tollgate",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+        )
+    procs.start(
+        "postgres",
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=256MB",
+        ],
+        user=user,
+        port=port,
+    )
     wait_until("postgres", lambda: port_open(port), 60, lambda: procs.log_tail("postgres"))
     _create_database(bindir, port)
 
 
 def _create_database(bindir: Path, port: int) -> None:
     def query(sql: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate",
-                               "-d", "postgres", "-tAc", sql], capture_output=True, text=True)
+        return subprocess.run(
+            [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate", "-d", "postgres", "-tAc", sql],
+            capture_output=True,
+            text=True,
+        )
 
     # The port opens before recovery ends; wait until a query really answers.
     wait_until("postgres accepting connections", lambda: query("SELECT 1").returncode == 0, 60)
     if query("SELECT 1 FROM pg_database WHERE datname = 'tollgate'").stdout.strip() != "1":
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate", "tollgate"],
-                       check=True)
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate", "tollgate"], check=True
+        )
 
 
 def _own(path: Path, user: str | None) -> None:
@@ -79,6 +113,7 @@ def _own(path: Path, user: str | None) -> None:
 
 
 # --- Kafka --------------------------------------------------------------------------------
+
 
 def kafka_version() -> str:
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", KAFKA_POM.read_text())
@@ -94,8 +129,19 @@ def kafka_libs(cfg: StackConfig) -> Path:
         for tool in ("java", "mvn"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is required to run Kafka locally")
-        subprocess.run(["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-                        "-DincludeScope=runtime", f"-DoutputDirectory={lib}"], check=True)
+        subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={lib}",
+            ],
+            check=True,
+        )
         marker.touch()
     return lib
 
@@ -109,43 +155,78 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={data}",
-        "num.partitions=3",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=6",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        "log.cleaner.min.cleanable.ratio=0.1",
-        "",
-    ]))
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=3",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=6",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "log.cleaner.min.cleanable.ratio=0.1",
+                "",
+            ]
+        )
+    )
     log4j = home / "log4j2.properties"
-    log4j.write_text("rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=out\nappender.out.type=Console\n"
-                     "appender.out.name=out\nappender.out.layout.type=PatternLayout\n"
-                     "appender.out.layout.pattern=[%d] %p %m (%c)%n\nlogger.kafka.name=kafka\nlogger.kafka.level=INFO\n")
+    log4j.write_text(
+        "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=out\nappender.out.type=Console\n"
+        "appender.out.name=out\nappender.out.layout.type=PatternLayout\n"
+        "appender.out.layout.pattern=[%d] %p %m (%c)%n\nlogger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
+    )
     classpath = f"{lib}/*"
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(["java", "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool",
-                        "format", "--standalone", "-t", cluster_id, "-c", str(props)],
-                       check=True, stdout=subprocess.DEVNULL)
-    procs.start("kafka", ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                          f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(props)])
+        subprocess.run(
+            [
+                "java",
+                "-cp",
+                classpath,
+                f"-Dlog4j2.configurationFile={log4j}",
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    procs.start(
+        "kafka",
+        [
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
+        ],
+        port=port,
+    )
     wait_until("kafka", lambda: port_open(port), 90, lambda: procs.log_tail("kafka"))
 
 
 # --- stripe-mock ----------------------------------------------------------------------------
+
 
 def stripe_mock_binary(cfg: StackConfig) -> Path:
     binary = cfg.cache_dir / "bin" / "stripe-mock"
@@ -153,8 +234,9 @@ def stripe_mock_binary(cfg: StackConfig) -> Path:
         if shutil.which("go") is None:
             raise RuntimeError("Go is required to build stripe-mock")
         say(f"building {STRIPE_MOCK_MODULE} through the Go module proxy")
-        subprocess.run(["go", "install", STRIPE_MOCK_MODULE], check=True,
-                       env={**os.environ, "GOBIN": str(binary.parent)})
+        subprocess.run(
+            ["go", "install", STRIPE_MOCK_MODULE], check=True, env={**os.environ, "GOBIN": str(binary.parent)}
+        )
     return binary
 
 
@@ -163,8 +245,17 @@ def start_stripe_mock(cfg: StackConfig, procs: Processes) -> None:
     if procs.pid("stripe-mock") and port_open(port):
         return
     # Both listeners pinned to loopback: by default stripe-mock also serves HTTPS on *:12112.
-    procs.start("stripe-mock", [str(stripe_mock_binary(cfg)), "-http-addr", f"127.0.0.1:{port}",
-                                "-https-addr", f"127.0.0.1:{cfg.ports['stripe_mock_https']}"])
+    procs.start(
+        "stripe-mock",
+        [
+            str(stripe_mock_binary(cfg)),
+            "-http-addr",
+            f"127.0.0.1:{port}",
+            "-https-addr",
+            f"127.0.0.1:{cfg.ports['stripe_mock_https']}",
+        ],
+        port=port,
+    )
     wait_until("stripe-mock", lambda: port_open(port), 30, lambda: procs.log_tail("stripe-mock"))
 
 

@@ -1,5 +1,6 @@
 """Background processes with pid files, so a later `stop` finds what `up` started."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,16 +28,29 @@ class Processes:
             return pid
         return pid
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, *, cwd: Path | None = None,
-              user: str | None = None) -> int:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> int:
         if (existing := self.pid(name)) is not None:
             return existing
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, user=user,
+            argv,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
         )
         (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc.pid
@@ -86,10 +100,8 @@ def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -106,7 +118,7 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, on_fail: Ca
                 return
         except SystemExit:
             raise
-        except Exception:
+        except Exception:  # noqa: S110 - not ready yet is an exception for most probes
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{on_fail()}")

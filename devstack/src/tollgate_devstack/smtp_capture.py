@@ -70,9 +70,13 @@ async def serve(smtp_port: int, http_port: int, directory: Path | None) -> None:
 
 def main() -> None:
     directory = os.environ.get("SMTP_CAPTURE_DIR")
-    asyncio.run(serve(int(os.environ.get("SMTP_CAPTURE_SMTP_PORT", "2525")),
-                      int(os.environ.get("SMTP_CAPTURE_HTTP_PORT", "8025")),
-                      Path(directory) if directory else None))
+    asyncio.run(
+        serve(
+            int(os.environ.get("SMTP_CAPTURE_SMTP_PORT", "2525")),
+            int(os.environ.get("SMTP_CAPTURE_HTTP_PORT", "8025")),
+            Path(directory) if directory else None,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,22 +30,30 @@ class Stack:
         path = self.cfg.state_dir / "secrets.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({
-                "webhook_secret": "whsec_" + secrets.token_hex(24),
-                "hash_secret": secrets.token_urlsafe(32),
-                "delivery_key": Fernet.generate_key().decode(),
-                "admin_token": secrets.token_urlsafe(24),
-            }))
+            path.write_text(
+                json.dumps(
+                    {
+                        "webhook_secret": "whsec_" + secrets.token_hex(24),
+                        "hash_secret": secrets.token_urlsafe(32),
+                        "delivery_key": Fernet.generate_key().decode(),
+                        "admin_token": secrets.token_urlsafe(24),
+                    }
+                )
+            )
             path.chmod(0o600)
         return json.loads(path.read_text())  # type: ignore[no-any-return]
 
     def endpoints(self) -> dict[str, str]:
         c = self.cfg
         return {
-            "database_url": c.database_url, "kafka": c.kafka_bootstrap, "stripe": c.url("stripe"),
-            "stripe_mock": c.url("stripe_mock"), "smtp_http": c.url("smtp_http"),
+            "database_url": c.database_url,
+            "kafka": c.kafka_bootstrap,
+            "stripe": c.url("stripe"),
+            "stripe_mock": c.url("stripe_mock"),
+            "smtp_http": c.url("smtp_http"),
             **{name: c.url(name) for name in SERVICES},
-            "admin_token": self.secrets["admin_token"], "webhook_secret": self.secrets["webhook_secret"],
+            "admin_token": self.secrets["admin_token"],
+            "webhook_secret": self.secrets["webhook_secret"],
         }
 
     # --- up / down -----------------------------------------------------------------------
@@ -57,18 +65,28 @@ class Stack:
             infra.start_kafka(self.cfg, self.procs)
         asyncio.run(ensure_topics(kafka or self.cfg.kafka_bootstrap))
         infra.start_stripe_mock(self.cfg, self.procs)
-        self._start_python("stripe-emulator", "tollgate_devstack.stripe_emulator", {
-            "STRIPE_EMULATOR_PORT": str(self.cfg.ports["stripe"]),
-            "STRIPE_EMULATOR_STRIPE_MOCK_URL": self.cfg.url("stripe_mock"),
-            "STRIPE_EMULATOR_PUBLIC_URL": self.cfg.url("stripe"),
-            "STRIPE_EMULATOR_WEBHOOK_URL": f"{self.cfg.url('checkout')}/stripe/webhook",
-            "STRIPE_EMULATOR_WEBHOOK_SECRET": self.secrets["webhook_secret"],
-        }, port=self.cfg.ports["stripe"])
-        self._start_python("smtp-capture", "tollgate_devstack.smtp_capture", {
-            "SMTP_CAPTURE_SMTP_PORT": str(self.cfg.ports["smtp"]),
-            "SMTP_CAPTURE_HTTP_PORT": str(self.cfg.ports["smtp_http"]),
-            "SMTP_CAPTURE_DIR": str(self.cfg.state_dir / "mail"),
-        }, port=self.cfg.ports["smtp_http"])
+        self._start_python(
+            "stripe-emulator",
+            "tollgate_devstack.stripe_emulator",
+            {
+                "STRIPE_EMULATOR_PORT": str(self.cfg.ports["stripe"]),
+                "STRIPE_EMULATOR_STRIPE_MOCK_URL": self.cfg.url("stripe_mock"),
+                "STRIPE_EMULATOR_PUBLIC_URL": self.cfg.url("stripe"),
+                "STRIPE_EMULATOR_WEBHOOK_URL": f"{self.cfg.url('checkout')}/stripe/webhook",
+                "STRIPE_EMULATOR_WEBHOOK_SECRET": self.secrets["webhook_secret"],
+            },
+            port=self.cfg.ports["stripe"],
+        )
+        self._start_python(
+            "smtp-capture",
+            "tollgate_devstack.smtp_capture",
+            {
+                "SMTP_CAPTURE_SMTP_PORT": str(self.cfg.ports["smtp"]),
+                "SMTP_CAPTURE_HTTP_PORT": str(self.cfg.ports["smtp_http"]),
+                "SMTP_CAPTURE_DIR": str(self.cfg.state_dir / "mail"),
+            },
+            port=self.cfg.ports["smtp_http"],
+        )
 
     def up_services(self, database_url: str | None = None, kafka: str | None = None) -> None:
         for name in SERVICES:
@@ -78,7 +96,7 @@ class Stack:
 
     def start_service(self, name: str, database_url: str | None = None, kafka: str | None = None) -> None:
         env = self.env_for(name, database_url or self.cfg.database_url, kafka or self.cfg.kafka_bootstrap)
-        self.procs.start(name, [sys.executable, "-m", f"tollgate_{name}"], env)
+        self.procs.start(name, [sys.executable, "-m", f"tollgate_{name}"], env, port=self.cfg.ports[name])
 
     def wait_ready(self, name: str, timeout: float = 90) -> None:
         url = f"{self.cfg.url(name)}/readyz"
@@ -94,17 +112,27 @@ class Stack:
         prefix = name.upper() + "_"
         s = self.secrets
         env = {
-            "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "HTTP_PORT": str(self.cfg.ports[name]),
         }
         env |= {
-            "checkout": {"STRIPE_API_KEY": STRIPE_API_KEY, "STRIPE_API_BASE": self.cfg.url("stripe"),
-                         "STRIPE_WEBHOOK_SECRET": s["webhook_secret"]},
+            "checkout": {
+                "STRIPE_API_KEY": STRIPE_API_KEY,
+                "STRIPE_API_BASE": self.cfg.url("stripe"),
+                "STRIPE_WEBHOOK_SECRET": s["webhook_secret"],
+            },
             "ledger": {},
-            "keys": {"HASH_SECRET": s["hash_secret"], "DELIVERY_KEY": s["delivery_key"],
-                     "ADMIN_TOKEN": s["admin_token"]},
-            "notifier": {"SMTP_PORT": str(self.cfg.ports["smtp"]), "DELIVERY_KEY": s["delivery_key"],
-                         "CUSTOMER_PORTAL_URL": f"{self.cfg.url('checkout')}/portal"},
+            "keys": {
+                "HASH_SECRET": s["hash_secret"],
+                "DELIVERY_KEY": s["delivery_key"],
+                "ADMIN_TOKEN": s["admin_token"],
+            },
+            "notifier": {
+                "SMTP_PORT": str(self.cfg.ports["smtp"]),
+                "DELIVERY_KEY": s["delivery_key"],
+                "CUSTOMER_PORTAL_URL": f"{self.cfg.url('checkout')}/portal",
+            },
             "usage_sync": {"STRIPE_API_KEY": STRIPE_API_KEY, "STRIPE_API_BASE": self.cfg.url("stripe")},
         }[name]
         return {prefix + k: v for k, v in env.items()} | {
@@ -114,7 +142,7 @@ class Stack:
     def _start_python(self, name: str, module: str, env: dict[str, str], *, port: int) -> None:
         if self.procs.pid(name) and port_open(port):
             return
-        self.procs.start(name, [sys.executable, "-m", module], env)
+        self.procs.start(name, [sys.executable, "-m", module], env, port=port)
         wait_until(name, lambda: port_open(port), 30, lambda: self.procs.log_tail(name))
 
     def running(self) -> dict[str, bool]:

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 import structlog
@@ -41,10 +42,8 @@ async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_
         wanted += [NewTopic(t.dlq, 1, 1) for t in topics]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            with suppress(TopicAlreadyExistsError):  # another replica won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica won the race
     finally:
         await admin.close()
 
@@ -81,8 +80,15 @@ def subscribe(
             await _deliver(broker, topic, msg, parse, handle, retries, backoff_s)
 
 
-async def _deliver(broker: KafkaBroker, topic: Topic, msg: Any, parse: Callable[[bytes], E],
-                   handle: Callable[[E], Awaitable[Any]], retries: int, backoff_s: float) -> None:
+async def _deliver(
+    broker: KafkaBroker,
+    topic: Topic,
+    msg: Any,
+    parse: Callable[[bytes], E],
+    handle: Callable[[E], Awaitable[Any]],
+    retries: int,
+    backoff_s: float,
+) -> None:
     try:
         event = parse(msg.body)
     except (ValidationError, ValueError) as exc:

@@ -67,8 +67,7 @@ async def first_time(conn: asyncpg.Connection, consumer: str, event_id: object) 
     effect commit or roll back together: that is what makes redelivery harmless.
     """
     row = await conn.fetchval(
-        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
-        "ON CONFLICT DO NOTHING RETURNING 1",
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
         consumer,
         event_id,
     )

@@ -21,8 +21,7 @@ log = get_logger(__name__)
 async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) -> None:
     """Queue `event` for `topic`, keyed by account id. Call inside the change's transaction."""
     await conn.execute(
-        "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
         topic.name,
         key,
         event.event_id,
@@ -38,8 +37,9 @@ class OutboxRelay:
     several replicas run. A row is deleted only after Kafka acknowledged it.
     """
 
-    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500,
-                 idle_sleep: float = 0.05) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500, idle_sleep: float = 0.05
+    ) -> None:
         self._pool = pool
         self._broker = broker
         self._batch_size = batch_size

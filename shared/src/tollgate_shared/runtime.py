@@ -61,8 +61,9 @@ class Runtime:
             await self._pool.close()
 
 
-def service_app(runtime: Runtime, *routers: APIRouter, on_start: list[Hook] | None = None,
-                on_stop: list[Hook] | None = None) -> FastAPI:
+def service_app(
+    runtime: Runtime, *routers: APIRouter, on_start: list[Hook] | None = None, on_stop: list[Hook] | None = None
+) -> FastAPI:
     """A FastAPI app whose lifespan starts and stops the runtime and the service's own tasks."""
     configure_logging(runtime.name, runtime.settings.log_level)
 
@@ -81,10 +82,14 @@ def service_app(runtime: Runtime, *routers: APIRouter, on_start: list[Hook] | No
 
     app = FastAPI(title=f"tollgate-{runtime.name}", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health_router({
-        "postgres": postgres_check(lambda: runtime._pool),
-        "kafka": kafka_check(lambda: runtime.broker),
-    }))
+    app.include_router(
+        health_router(
+            {
+                "postgres": postgres_check(lambda: runtime._pool),
+                "kafka": kafka_check(lambda: runtime.broker),
+            }
+        )
+    )
     for router in routers:
         app.include_router(router)
     return app

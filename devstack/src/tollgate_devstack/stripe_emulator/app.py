@@ -30,8 +30,9 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return None
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         headers.pop("idempotency-key", None)  # stripe-mock would replay, hiding validation
-        r = await mock.request(request.method, request.url.path, params=request.query_params, content=body,
-                               headers=headers)
+        r = await mock.request(
+            request.method, request.url.path, params=request.query_params, content=body, headers=headers
+        )
         state.requests[-1]["stripe_mock_status"] = r.status_code
         if r.status_code >= 400:
             return Response(r.content, status_code=r.status_code, media_type="application/json")
@@ -46,8 +47,8 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         refused = await validate_with_stripe_mock(request, body)
         if refused is not None:
             return refused
-        if state.faults.get(path):
-            return stripe_error(state.faults[path].pop(0), "injected fault", "api_error")
+        if (fault := state.take_fault(path, body.decode())) is not None:
+            return stripe_error(fault, "injected fault", "api_error")
         idem = request.headers.get("idempotency-key")
         if idem and (path, idem) in state.idempotent:
             status, cached = state.idempotent[(path, idem)]
@@ -97,9 +98,11 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return HTMLResponse("<h1>No such checkout session</h1>", status_code=404)
         plan = html.escape(str(s["metadata"].get("plan", "")))
         amount = f"{s['amount_total'] / 100:.2f} {s['currency'].upper()}" if s["amount_total"] else "metered"
-        button = ("<p>Paid. You can close this page; your key is on its way by email.</p>"
-                  if s["status"] == "complete" else
-                  f'<form method="post" action="/checkout/{sid}/pay"><button type="submit">Pay</button></form>')
+        button = (
+            "<p>Paid. You can close this page; your key is on its way by email.</p>"
+            if s["status"] == "complete"
+            else f'<form method="post" action="/checkout/{sid}/pay"><button type="submit">Pay</button></form>'
+        )
         return HTMLResponse(
             f"<!doctype html><title>Tollgate test checkout</title><h1>Stripe emulator checkout</h1>"
             f"<p>Plan: <b>{plan}</b> &middot; {amount} &middot; {html.escape(s['customer_email'] or '')}</p>{button}"
@@ -116,29 +119,34 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
 
     async def debug(request: Request) -> Response:
         what = request.path_params["what"]
-        data = {"requests": state.requests, "webhooks": state.webhook_deliveries,
-                "sessions": list(state.sessions.values())}.get(what)
+        data = {
+            "requests": state.requests,
+            "webhooks": state.webhook_deliveries,
+            "sessions": list(state.sessions.values()),
+        }.get(what)
         return JSONResponse(data) if data is not None else stripe_error(404, "unknown")
 
     async def faults(request: Request) -> Response:
         body = await request.json()
-        state.faults[body["path"]] = list(body["statuses"])
+        state.faults[(body["path"], body.get("match", ""))] = list(body["statuses"])
         return JSONResponse({"ok": True})
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[
-        Route("/v1/{rest:path}", v1, methods=["GET", "POST", "DELETE"]),
-        Route("/checkout/{sid}", checkout_page, methods=["GET"]),
-        Route("/checkout/{sid}/pay", pay, methods=["POST"]),
-        Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
-        Route("/_emulator/events", send_event, methods=["POST"]),
-        Route("/_emulator/meter_events", meter_events, methods=["GET"]),
-        Route("/_emulator/faults", faults, methods=["POST"]),
-        Route("/_emulator/{what}", debug, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/{rest:path}", v1, methods=["GET", "POST", "DELETE"]),
+            Route("/checkout/{sid}", checkout_page, methods=["GET"]),
+            Route("/checkout/{sid}/pay", pay, methods=["POST"]),
+            Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
+            Route("/_emulator/events", send_event, methods=["POST"]),
+            Route("/_emulator/meter_events", meter_events, methods=["GET"]),
+            Route("/_emulator/faults", faults, methods=["POST"]),
+            Route("/_emulator/{what}", debug, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )
 
 
 def public_session(session: dict[str, Any]) -> dict[str, Any]:
@@ -154,5 +162,4 @@ def main() -> None:
         webhook_url=os.environ["STRIPE_EMULATOR_WEBHOOK_URL"],
         webhook_secret=os.environ["STRIPE_EMULATOR_WEBHOOK_SECRET"],
     )
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("STRIPE_EMULATOR_PORT", "12112")),
-                log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("STRIPE_EMULATOR_PORT", "12112")), log_level="warning")

@@ -11,7 +11,7 @@ def decode(body: str) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in parse_qsl(body, keep_blank_values=True):
         head, _, rest = key.partition("[")
-        path = [head] + _PART.findall("[" + rest) if rest else [head]
+        path = [head, *_PART.findall("[" + rest)] if rest else [head]
         node = root
         for i, part in enumerate(path):
             last = i == len(path) - 1
@@ -20,7 +20,8 @@ def decode(body: str) -> dict[str, Any]:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
-    return _lists(root)
+    decoded: dict[str, Any] = _lists(root)
+    return decoded
 
 
 def _lists(node: Any) -> Any:

@@ -22,9 +22,15 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 
 def event(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": new_id("evt"), "object": "event", "api_version": stripe.api_version, "created": int(time.time()),
-        "livemode": False, "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
-        "type": event_type, "data": {"object": obj},
+        "id": new_id("evt"),
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": int(time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+        "data": {"object": obj},
     }
 
 
@@ -35,10 +41,15 @@ async def deliver(state: State, url: str, secret: str, evt: dict[str, Any], atte
     async with httpx.AsyncClient(timeout=10) as client:
         for _ in range(attempts):
             try:
-                r = await client.post(url, content=payload, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": sign(payload, secret),
-                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                })
+                r = await client.post(
+                    url,
+                    content=payload,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": sign(payload, secret),
+                        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                    },
+                )
                 record["attempts"].append(r.status_code)
                 if r.status_code < 300:
                     break

@@ -34,8 +34,9 @@ def router(deps: Deps) -> APIRouter:
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
     ) -> dict[str, object]:
-        secret = WebhookSecret(deps.settings.stripe_webhook_secret.get_secret_value(),
-                               deps.settings.webhook_tolerance_s)
+        secret = WebhookSecret(
+            deps.settings.stripe_webhook_secret.get_secret_value(), deps.settings.webhook_tolerance_s
+        )
         event = verify_webhook(await request.body(), stripe_signature, secret)
         outcome = await ingest_webhook(event, deps.runtime.pool, deps.catalog)
         return {"received": True, "outcome": outcome}

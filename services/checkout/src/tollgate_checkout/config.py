@@ -5,7 +5,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tollgate_shared.settings import ServiceSettings, secret_validator
 
-DEFAULT_PLANS = Path(__file__).with_name("plans.json")
+from .domain import DEFAULT_PLANS_PATH
 
 
 class Settings(ServiceSettings):
@@ -16,7 +16,7 @@ class Settings(ServiceSettings):
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: SecretStr
     webhook_tolerance_s: int = 300
-    plans_file: Path = DEFAULT_PLANS
+    plans_file: Path = DEFAULT_PLANS_PATH
     success_url: str = "http://127.0.0.1:8101/checkout/success?session_id={CHECKOUT_SESSION_ID}"
     cancel_url: str = "http://127.0.0.1:8101/checkout/cancelled"
 

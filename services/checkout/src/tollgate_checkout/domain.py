@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from tollgate_shared.contracts import Money, PaymentSucceeded, SubscriptionStarted, event_id_for
 
+DEFAULT_PLANS_PATH = Path(__file__).with_name("plans.json")
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -30,18 +32,20 @@ class Catalog:
     @classmethod
     def load(cls, path: Path) -> "Catalog":
         raw = json.loads(path.read_text())["plans"]
-        return cls({
-            name: Plan(
-                name=name,
-                product_name=p["product_name"],
-                mode=p["mode"],
-                features=tuple(p.get("features", ())),
-                credits=int(p.get("credits", 0)),
-                price=Money(**p["price"]) if "price" in p else None,
-                stripe_price=p.get("stripe_price"),
-            )
-            for name, p in raw.items()
-        })
+        return cls(
+            {
+                name: Plan(
+                    name=name,
+                    product_name=p["product_name"],
+                    mode=p["mode"],
+                    features=tuple(p.get("features", ())),
+                    credits=int(p.get("credits", 0)),
+                    price=Money(**p["price"]) if "price" in p else None,
+                    stripe_price=p.get("stripe_price"),
+                )
+                for name, p in raw.items()
+            }
+        )
 
     def get(self, name: str) -> Plan:
         try:

@@ -12,7 +12,7 @@ from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.http import ApiError
 from tollgate_shared.logging import get_logger
 
-from .domain import Catalog, Unprocessable, UnknownPlan, payment_fact
+from .domain import Catalog, UnknownPlan, Unprocessable, payment_fact
 from .stripe_gateway import CreatedSession, StripeCheckout
 
 log = get_logger(__name__)
@@ -52,8 +52,9 @@ def verify_webhook(payload: bytes, signature: str | None, secret: WebhookSecret)
     if not signature:
         raise ApiError(400, "missing_signature", "Stripe-Signature header is required")
     try:
-        stripe.WebhookSignature.verify_header(payload.decode("utf-8", "replace"), signature, secret.secret,
-                                              secret.tolerance_s)
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8", "replace"), signature, secret.secret, secret.tolerance_s
+        )
     except stripe.SignatureVerificationError as exc:
         if "tolerance" in str(exc).lower():
             raise ApiError(400, "timestamp_outside_tolerance", "signature timestamp is too old or too new") from None
@@ -79,7 +80,10 @@ async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, catalog: Cat
         inserted = await conn.fetchval(
             "INSERT INTO stripe_events (id, type, outcome, payload) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (id) DO NOTHING RETURNING 1",
-            event["id"], event["type"], outcome, event,
+            event["id"],
+            event["type"],
+            outcome,
+            event,
         )
         if not inserted:
             return "duplicate"

@@ -22,8 +22,9 @@ class StripeCheckout:
         self._success_url = success_url
         self._cancel_url = cancel_url
 
-    async def create_session(self, plan: Plan, email: str, name: str | None, quantity: int,
-                             idempotency_key: str | None) -> CreatedSession:
+    async def create_session(
+        self, plan: Plan, email: str, name: str | None, quantity: int, idempotency_key: str | None
+    ) -> CreatedSession:
         # The customer exists before the session so the Tollgate account id (the
         # Stripe customer id) is known when we answer, not only after payment.
         customer = await self._client.v1.customers.create_async(

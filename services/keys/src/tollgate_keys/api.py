@@ -36,19 +36,28 @@ def verdict_body(v: Verdict) -> dict[str, Any]:
         body["reason"] = v.reason
     if v.key is not None:
         body["keyId"] = str(v.key.id)
-        body["quota"] = None if v.key.quota_limit is None else {
-            "limit": v.key.quota_limit,
-            "used": v.key.quota_used,
-            "remaining": max(v.key.quota_limit - v.key.quota_used, 0),
-        }
+        body["quota"] = (
+            None
+            if v.key.quota_limit is None
+            else {
+                "limit": v.key.quota_limit,
+                "used": v.key.quota_used,
+                "remaining": max(v.key.quota_limit - v.key.quota_used, 0),
+            }
+        )
         body["expiresAt"] = v.key.expires_at.isoformat() if v.key.expires_at else None
     return body
 
 
 def key_body(k: repo.KeyRow) -> dict[str, Any]:
     return {
-        "id": str(k.id), "accountId": k.account_id, "display": k.key_display, "plan": k.plan,
-        "billing": k.billing, "status": k.status, "features": k.features,
+        "id": str(k.id),
+        "accountId": k.account_id,
+        "display": k.key_display,
+        "plan": k.plan,
+        "billing": k.billing,
+        "status": k.status,
+        "features": k.features,
         "quota": None if k.quota_limit is None else {"limit": k.quota_limit, "used": k.quota_used},
         "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
     }

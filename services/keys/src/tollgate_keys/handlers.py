@@ -32,21 +32,41 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
     quota = fact.credits if isinstance(fact, PaymentSucceeded) else None
     async with pool.acquire() as conn, conn.transaction():
         created = await repo.insert_key(
-            conn, key_id=key_id, account_id=fact.account_id, key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
-            key_display=keyformat.display(plaintext), plan=fact.plan, billing=fact.billing, quota_limit=quota,
-            features=list(fact.features), source_ref=fact.checkout_session_id,
+            conn,
+            key_id=key_id,
+            account_id=fact.account_id,
+            key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
+            key_display=keyformat.display(plaintext),
+            plan=fact.plan,
+            billing=fact.billing,
+            quota_limit=quota,
+            features=list(fact.features),
+            source_ref=fact.checkout_session_id,
         )
         if not created:
             log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)
             return False
-        await outbox.add(conn, KEYS_EVENTS, fact.account_id, KeyIssued(
-            event_id=event_id_for("KeyIssued", str(key_id)),
-            causation_id=str(fact.event_id), correlation_id=fact.correlation_id,
-            key_id=key_id, account_id=fact.account_id, customer_email=fact.customer_email,
-            customer_name=fact.customer_name, plan=fact.plan, product_name=fact.product_name,
-            billing=fact.billing, quota=quota, features=fact.features, key_display=keyformat.display(plaintext),
-            key_ciphertext=secrets.delivery.encrypt(plaintext.encode()).decode(),
-        ))
+        await outbox.add(
+            conn,
+            KEYS_EVENTS,
+            fact.account_id,
+            KeyIssued(
+                event_id=event_id_for("KeyIssued", str(key_id)),
+                causation_id=str(fact.event_id),
+                correlation_id=fact.correlation_id,
+                key_id=key_id,
+                account_id=fact.account_id,
+                customer_email=fact.customer_email,
+                customer_name=fact.customer_name,
+                plan=fact.plan,
+                product_name=fact.product_name,
+                billing=fact.billing,
+                quota=quota,
+                features=fact.features,
+                key_display=keyformat.display(plaintext),
+                key_ciphertext=secrets.delivery.encrypt(plaintext.encode()).decode(),
+            ),
+        )
     log.info("key issued", key_id=str(key_id), account_id=fact.account_id, plan=fact.plan)
     return True
 
@@ -86,10 +106,21 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets) -
                 current = await repo.find_by_hash(conn, key_hash)
                 return Verdict(current, 0, refusal(current, cmd.units, utcnow()) or "quota_exceeded")
             # The usage event commits with the quota change: recorded before we answer.
-            await outbox.add(conn, USAGE_RECORDED, key.account_id, UsageRecorded(
-                key_id=key.id, account_id=key.account_id, plan=key.plan, billing=key.billing,  # type: ignore[arg-type]
-                units=cmd.units, route=cmd.route, method=cmd.method, status=cmd.status,
-            ))
+            await outbox.add(
+                conn,
+                USAGE_RECORDED,
+                key.account_id,
+                UsageRecorded(
+                    key_id=key.id,
+                    account_id=key.account_id,
+                    plan=key.plan,
+                    billing=key.billing,  # type: ignore[arg-type]
+                    units=cmd.units,
+                    route=cmd.route,
+                    method=cmd.method,
+                    status=cmd.status,
+                ),
+            )
     return Verdict(key, cmd.units, None)
 
 
@@ -99,7 +130,8 @@ async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyR
         key = await repo.revoke(conn, key_id)
         if key is None:
             return await repo.find_by_id(conn, key_id)
-        await outbox.add(conn, KEYS_EVENTS, key.account_id,
-                         KeyRevoked(key_id=key.id, account_id=key.account_id, reason=reason))
+        await outbox.add(
+            conn, KEYS_EVENTS, key.account_id, KeyRevoked(key_id=key.id, account_id=key.account_id, reason=reason)
+        )
     log.info("key revoked", key_id=str(key_id), reason=reason)
     return key

@@ -41,7 +41,7 @@ def is_well_formed(key: str) -> bool:
     match = KEY_RE.match(key)
     if not match:
         return False
-    body = key[: -CHECKSUM_CHARS]
+    body = key[:-CHECKSUM_CHARS]
     return hmac.compare_digest(_checksum(body), match.group(3))
 
 

@@ -23,15 +23,37 @@ class KeyRow:
     features: list[str]
 
 
-async def insert_key(conn: asyncpg.Connection, *, key_id: UUID, account_id: str, key_hash: bytes,
-                     key_display: str, plan: str, billing: str, quota_limit: int | None,
-                     features: list[str], source_ref: str) -> bool:
+async def insert_key(
+    conn: asyncpg.Connection,
+    *,
+    key_id: UUID,
+    account_id: str,
+    key_hash: bytes,
+    key_display: str,
+    plan: str,
+    billing: str,
+    quota_limit: int | None,
+    features: list[str],
+    source_ref: str,
+) -> bool:
     """False if a key for this source (Checkout Session) already exists."""
-    return await conn.fetchval(
-        "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, source_ref) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source_ref) DO NOTHING RETURNING true",
-        key_id, account_id, key_hash, key_display, plan, billing, quota_limit, features, source_ref,
-    ) is not None
+    return (
+        await conn.fetchval(
+            "INSERT INTO keys "
+            "(id, account_id, key_hash, key_display, plan, billing, quota_limit, features, source_ref) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source_ref) DO NOTHING RETURNING true",
+            key_id,
+            account_id,
+            key_hash,
+            key_display,
+            plan,
+            billing,
+            quota_limit,
+            features,
+            source_ref,
+        )
+        is not None
+    )
 
 
 async def consume(conn: asyncpg.Connection, key_hash: bytes, units: int) -> KeyRow | None:
@@ -45,7 +67,8 @@ async def consume(conn: asyncpg.Connection, key_hash: bytes, units: int) -> KeyR
         f"UPDATE keys SET quota_used = quota_used + $2 "
         f"WHERE key_hash = $1 AND status = 'active' AND (expires_at IS NULL OR expires_at > now()) "
         f"  AND (quota_limit IS NULL OR quota_used + $2 <= quota_limit) RETURNING {COLUMNS}",
-        key_hash, units,
+        key_hash,
+        units,
     )
     return KeyRow(**row) if row else None
 

@@ -18,8 +18,9 @@ log = get_logger(__name__)
 async def credit_purchase(fact: PaymentSucceeded, pool: asyncpg.Pool) -> bool:
     postings = purchase_postings(fact.account_id, fact.credits, fact.amount.amount_minor, fact.amount.currency)
     # Keyed by the Checkout Session, not the Stripe event: one payment, one entry.
-    return await _book(pool, f"purchase:{fact.checkout_session_id}", "purchase", fact.occurred_at,
-                       fact.checkout_session_id, postings)
+    return await _book(
+        pool, f"purchase:{fact.checkout_session_id}", "purchase", fact.occurred_at, fact.checkout_session_id, postings
+    )
 
 
 async def burn_usage(usage: UsageRecorded, pool: asyncpg.Pool) -> bool:
@@ -29,8 +30,14 @@ async def burn_usage(usage: UsageRecorded, pool: asyncpg.Pool) -> bool:
     return await _book(pool, f"usage:{usage.event_id}", "usage", usage.occurred_at, str(usage.key_id), postings)
 
 
-async def _book(pool: asyncpg.Pool, idempotency_key: str, kind: str, business_time: datetime,
-                source_ref: str | None, postings: list[Posting]) -> bool:
+async def _book(
+    pool: asyncpg.Pool,
+    idempotency_key: str,
+    kind: str,
+    business_time: datetime,
+    source_ref: str | None,
+    postings: list[Posting],
+) -> bool:
     """Book postings under an idempotency key, update balances, publish the new balances."""
     async with pool.acquire() as conn, conn.transaction():
         await repo.ensure_accounts(conn, sorted({p.account for p in postings}, key=lambda a: a.id))

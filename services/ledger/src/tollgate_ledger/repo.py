@@ -10,8 +10,7 @@ from .domain import Account, Balance, Posting
 
 async def ensure_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> None:
     await conn.executemany(
-        "INSERT INTO accounts (id, owner, type, asset, flags) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO accounts (id, owner, type, asset, flags) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         [(a.id, a.owner, a.type, a.asset, list(a.flags)) for a in accounts],
     )
     await conn.executemany(
@@ -19,13 +18,17 @@ async def ensure_accounts(conn: asyncpg.Connection, accounts: list[Account]) -> 
     )
 
 
-async def insert_transaction(conn: asyncpg.Connection, idempotency_key: str, kind: str,
-                             business_time: datetime, source_ref: str | None) -> int | None:
+async def insert_transaction(
+    conn: asyncpg.Connection, idempotency_key: str, kind: str, business_time: datetime, source_ref: str | None
+) -> int | None:
     """The new transaction's id, or None if this idempotency key was already booked."""
     tx_id: int | None = await conn.fetchval(
         "INSERT INTO journal_transactions (idempotency_key, kind, business_time, source_ref) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        idempotency_key, kind, business_time, source_ref,
+        idempotency_key,
+        kind,
+        business_time,
+        source_ref,
     )
     return tx_id
 
@@ -65,8 +68,7 @@ def _columns(ids: list[str], debits: dict[str, int], credits: dict[str, int]) ->
 
 async def get_balance(conn: asyncpg.Connection, account_id: str) -> Balance | None:
     row = await conn.fetchrow(
-        "SELECT b.*, a.type, a.asset FROM balances b JOIN accounts a ON a.id = b.account_id "
-        "WHERE b.account_id = $1",
+        "SELECT b.*, a.type, a.asset FROM balances b JOIN accounts a ON a.id = b.account_id WHERE b.account_id = $1",
         account_id,
     )
     return _balance(row) if row else None
@@ -74,8 +76,12 @@ async def get_balance(conn: asyncpg.Connection, account_id: str) -> Balance | No
 
 def _balance(row: asyncpg.Record) -> Balance:
     return Balance(
-        account_id=row["account_id"], type=row["type"], asset=row["asset"],
-        debits_posted=row["debits_posted"], credits_posted=row["credits_posted"],
-        debits_pending=row["debits_pending"], credits_pending=row["credits_pending"],
+        account_id=row["account_id"],
+        type=row["type"],
+        asset=row["asset"],
+        debits_posted=row["debits_posted"],
+        credits_posted=row["credits_posted"],
+        debits_pending=row["debits_pending"],
+        credits_pending=row["credits_pending"],
         version=row["version"],
     )

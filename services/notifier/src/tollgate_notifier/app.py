@@ -18,12 +18,16 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 def build_app(settings: Settings) -> FastAPI:
     runtime = Runtime("notifier", "notifier", settings, MIGRATIONS)
     mailer = Mailer(
-        settings.smtp_host, settings.smtp_port, settings.mail_from,
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_from,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         starttls=settings.smtp_starttls,
     )
     delivery = Fernet(settings.delivery_key.get_secret_value())
-    consumers.register(runtime.broker, lambda: NotifierDeps(
-        runtime.pool, mailer, delivery, settings.templates_dir, settings.customer_portal_url))
+    consumers.register(
+        runtime.broker,
+        lambda: NotifierDeps(runtime.pool, mailer, delivery, settings.templates_dir, settings.customer_portal_url),
+    )
     return service_app(runtime)

@@ -27,14 +27,17 @@ class NotifierDeps:
 
 async def email_new_key(event: KeyIssued, deps: NotifierDeps) -> bool:
     plaintext = deps.delivery.decrypt(event.key_ciphertext.encode()).decode()
-    email = render(load("key_issued", deps.templates_dir), {
-        "ApiKey": plaintext,
-        "ApiQuota": "unlimited (metered)" if event.quota is None else f"{event.quota:,}",
-        "ProductName": event.product_name,
-        "CustomerEmail": event.customer_email,
-        "PaymentProcessorCustomerName": event.customer_name or event.customer_email,
-        "CustomerPortalUrl": deps.customer_portal_url,
-    })
+    email = render(
+        load("key_issued", deps.templates_dir),
+        {
+            "ApiKey": plaintext,
+            "ApiQuota": "unlimited (metered)" if event.quota is None else f"{event.quota:,}",
+            "ProductName": event.product_name,
+            "CustomerEmail": event.customer_email,
+            "PaymentProcessorCustomerName": event.customer_name or event.customer_email,
+            "CustomerPortalUrl": deps.customer_portal_url,
+        },
+    )
     return await send_once(deps, event.event_id, "key_issued", event.customer_email, email)
 
 
@@ -56,7 +59,10 @@ async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, 
                 await conn.execute(
                     "INSERT INTO emails (event_id, template, recipient, message_id, status) "
                     "VALUES ($1, $2, $3, $4, 'sending')",
-                    event_id, template, to, message_id,
+                    event_id,
+                    template,
+                    to,
+                    message_id,
                 )
         await deps.mailer.send(to, email, message_id)
         await conn.execute("UPDATE emails SET status = 'sent', sent_at = now() WHERE event_id = $1", event_id)

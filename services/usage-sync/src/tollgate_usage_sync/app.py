@@ -25,8 +25,11 @@ def build_app(settings: Settings) -> FastAPI:
     meters = load_meters(settings.meters_file)
     windows = Windows(timedelta(seconds=settings.window_seconds), settings.grace_seconds)
     consumers.register(runtime.broker, lambda: runtime.pool, meters, windows)
-    client = stripe.StripeClient(settings.stripe_api_key.get_secret_value(),
-                                 base_addresses={"api": settings.stripe_api_base}, max_network_retries=0)
+    client = stripe.StripeClient(
+        settings.stripe_api_key.get_secret_value(),
+        base_addresses={"api": settings.stripe_api_base},
+        max_network_retries=0,
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def report_forever() -> None:

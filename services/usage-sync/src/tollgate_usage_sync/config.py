@@ -5,7 +5,7 @@ from pydantic_settings import SettingsConfigDict
 
 from tollgate_shared.settings import ServiceSettings, secret_validator
 
-DEFAULT_METERS = Path(__file__).with_name("meters.json")
+from .domain import DEFAULT_METERS_PATH
 
 
 class Settings(ServiceSettings):
@@ -14,7 +14,7 @@ class Settings(ServiceSettings):
     http_port: int = 8105
     stripe_api_key: SecretStr
     stripe_api_base: str = "https://api.stripe.com"
-    meters_file: Path = DEFAULT_METERS
+    meters_file: Path = DEFAULT_METERS_PATH
     window_seconds: int = Field(default=3600, ge=1)
     grace_seconds: int = Field(default=300, ge=0)
     tick_seconds: float = Field(default=5.0, gt=0)

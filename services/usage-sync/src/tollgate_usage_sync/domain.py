@@ -9,6 +9,7 @@ from typing import Literal
 from tollgate_shared.contracts import UsageRecorded
 
 Aggregation = Literal["sum", "count"]
+DEFAULT_METERS_PATH = Path(__file__).with_name("meters.json")
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,20 @@ async def _count(conn: asyncpg.Connection, usage: UsageRecorded, meter: Meter, w
         return
     # Too late for its window (already reported): count it now rather than drop it.
     late_into = window_start(utcnow(), windows.length)
-    log.warning("late usage counted in the open window", meter=meter.name, window=start.isoformat(),
-                counted_in=late_into.isoformat(), value=value)
+    log.warning(
+        "late usage counted in the open window",
+        meter=meter.name,
+        window=start.isoformat(),
+        counted_in=late_into.isoformat(),
+        value=value,
+    )
     if not await _add(conn, usage.account_id, meter, late_into, windows, value):
         raise RuntimeError("the current window is already closed; grace period shorter than clock skew?")
 
 
-async def _add(conn: asyncpg.Connection, account_id: str, meter: Meter, start: datetime, windows: Windows,
-               value: int) -> bool:
+async def _add(
+    conn: asyncpg.Connection, account_id: str, meter: Meter, start: datetime, windows: Windows, value: int
+) -> bool:
     identifier = report_identifier(account_id, meter.name, start)
     return await repo.add_to_window(conn, account_id, meter.name, start, start + windows.length, value, identifier)
 
@@ -61,8 +67,9 @@ async def _add(conn: asyncpg.Connection, account_id: str, meter: Meter, start: d
 class Reporter:
     """Closes windows whose grace has passed and sends each to Stripe as one meter event."""
 
-    def __init__(self, pool: asyncpg.Pool, client: stripe.StripeClient, meters: list[Meter],
-                 windows: Windows, batch: int = 100) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, client: stripe.StripeClient, meters: list[Meter], windows: Windows, batch: int = 100
+    ) -> None:
         self._pool, self._client, self._windows, self._batch = pool, client, windows, batch
         self._meters = {m.name: m for m in meters}
 
@@ -79,7 +86,9 @@ class Reporter:
                     await conn.execute(
                         "UPDATE usage_windows SET state = 'sent' "
                         "WHERE account_id = $1 AND meter = $2 AND window_start = $3",
-                        row["account_id"], row["meter"], row["window_start"],
+                        row["account_id"],
+                        row["meter"],
+                        row["window_start"],
                     )
             for row in rows:
                 sent += await self._report(conn, row)
@@ -88,23 +97,34 @@ class Reporter:
     async def _report(self, conn: asyncpg.Connection, row: asyncpg.Record) -> int:
         meter = self._meters[row["meter"]]
         try:
-            await self._client.v1.billing.meter_events.create_async({
-                "event_name": meter.stripe_event_name,
-                "identifier": row["identifier"],
-                "timestamp": int(row["window_start"].timestamp()),
-                "payload": {"stripe_customer_id": row["account_id"], "value": str(row["value"])},
-            })
+            await self._client.v1.billing.meter_events.create_async(
+                {
+                    "event_name": meter.stripe_event_name,
+                    "identifier": row["identifier"],
+                    "timestamp": int(row["window_start"].timestamp()),
+                    "payload": {"stripe_customer_id": row["account_id"], "value": str(row["value"])},
+                }
+            )
         except stripe.StripeError as exc:
             await self._failed(conn, row, exc)
             return 0
         async with conn.transaction():
             await repo.mark(conn, row, "confirmed")
-            await outbox.add(conn, USAGE_REPORTED, row["account_id"], UsageReported(
-                event_id=event_id_for("UsageReported", row["identifier"]),
-                account_id=row["account_id"], meter=meter.name, stripe_event_name=meter.stripe_event_name,
-                window_start=row["window_start"], window_end=row["window_end"], value=row["value"],
-                identifier=row["identifier"],
-            ))
+            await outbox.add(
+                conn,
+                USAGE_REPORTED,
+                row["account_id"],
+                UsageReported(
+                    event_id=event_id_for("UsageReported", row["identifier"]),
+                    account_id=row["account_id"],
+                    meter=meter.name,
+                    stripe_event_name=meter.stripe_event_name,
+                    window_start=row["window_start"],
+                    window_end=row["window_end"],
+                    value=row["value"],
+                    identifier=row["identifier"],
+                ),
+            )
         log.info("usage reported", identifier=row["identifier"], value=row["value"])
         return 1
 

@@ -1,0 +1,44 @@
+# Tollgate: `make run` starts everything and shows a purchase end to end; `make test` runs the suite.
+# Both set up what they need on a fresh machine (uv, PostgreSQL, Kafka jars, stripe-mock).
+
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status
+
+bootstrap: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock $(wildcard */pyproject.toml services/*/pyproject.toml)
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user "uv==0.13.9" \
+		|| python3 -m pip install --quiet --user --break-system-packages "uv==0.13.9"
+	$(UV) sync --frozen --python python3.11 --quiet
+	@touch $@
+
+run: bootstrap   ## start the whole system, show the demo, keep it up until Ctrl-C
+	$(PY) -m tollgate_devstack run
+
+demo: bootstrap  ## the demo, scripted; exit 0 only if every step succeeded
+	$(PY) -m tollgate_devstack demo
+
+stop:            ## stop a running stack
+	$(PY) -m tollgate_devstack stop
+
+status:
+	$(PY) -m tollgate_devstack status
+
+test: bootstrap  ## the whole suite against real Kafka, PostgreSQL, SMTP and the Stripe emulator
+	$(PY) -m pytest
+
+test-unit: bootstrap
+	$(PY) -m pytest shared/tests services -k "not integration"
+
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: bootstrap
+	$(PY) -m mypy shared/src services/*/src devstack/src
+
+check: lint typecheck test

@@ -1,0 +1,30 @@
+import pytest
+
+from tollgate_notifier.templates import MissingValue, load, render
+
+VALUES = {
+    "ApiKey": "tg_test_X",
+    "ApiQuota": "10,000",
+    "ProductName": "Pro",
+    "CustomerEmail": "a@example.com",
+    "PaymentProcessorCustomerName": "Ada",
+    "CustomerPortalUrl": "http://portal",
+}
+
+
+class TestTemplates:
+    def test_the_key_email_uses_every_placeholder(self) -> None:
+        email = render(load("key_issued"), VALUES)
+        assert email.subject == "Your Pro API key"
+        for value in VALUES.values():
+            assert value in email.body
+        assert "{{" not in email.body
+
+    def test_a_missing_value_is_an_error_not_blank_text(self) -> None:
+        with pytest.raises(MissingValue):
+            render(load("key_issued"), {k: v for k, v in VALUES.items() if k != "ApiKey"})
+
+    def test_a_value_cannot_inject_headers_through_the_subject(self) -> None:
+        email = render("Subject: Hi {{Name}}\n\nbody", {"Name": "x\r\nBcc: evil@example.com"})
+        assert "\n" not in email.subject
+        assert "\r" not in email.subject

@@ -1,0 +1,79 @@
+"""The reliable subscriber, with FastStream's in-memory broker (unit level: handlers are fakes)."""
+
+import json
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+
+from tollgate_shared.bus import subscribe
+from tollgate_shared.contracts.topics import Topic
+
+TOPIC = Topic("unit.events")
+
+
+class Thing(BaseModel):
+    n: int
+
+
+class Recorder:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.seen: list[Thing] = []
+        self.calls = 0
+
+    async def __call__(self, thing: Thing) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("transient")
+        self.seen.append(thing)
+
+
+def wired(handler: Recorder) -> tuple[KafkaBroker, list[bytes]]:
+    broker = KafkaBroker()
+    dead: list[bytes] = []
+    subscribe(broker, TOPIC, group_id="g", parse=Thing.model_validate_json, handle=handler, backoff_s=0)
+
+    @broker.subscriber(TOPIC.dlq)
+    async def dlq(msg: KafkaMessage) -> None:
+        dead.append(msg.body)
+
+    return broker, dead
+
+
+class TestReliableSubscriber:
+    async def test_delivers_parsed_contracts(self) -> None:
+        handler = Recorder()
+        broker, dead = wired(handler)
+        async with TestKafkaBroker(broker) as br:
+            await br.publish(json.dumps({"n": 1}).encode(), TOPIC.name)
+        assert handler.seen == [Thing(n=1)]
+        assert dead == []
+
+    async def test_retries_a_failing_handler_then_succeeds(self) -> None:
+        handler = Recorder(failures=2)
+        broker, dead = wired(handler)
+        async with TestKafkaBroker(broker) as br:
+            await br.publish(json.dumps({"n": 2}).encode(), TOPIC.name)
+        assert handler.seen == [Thing(n=2)]
+        assert handler.calls == 3
+        assert dead == []
+
+    async def test_a_handler_that_keeps_failing_goes_to_the_dlq(self) -> None:
+        handler = Recorder(failures=99)
+        broker, dead = wired(handler)
+        async with TestKafkaBroker(broker) as br:
+            await br.publish(json.dumps({"n": 3}).encode(), TOPIC.name)
+        assert handler.calls == 3
+        assert handler.seen == []
+        assert [json.loads(d) for d in dead] == [{"n": 3}]
+
+    @pytest.mark.parametrize("body", [b"not json", b'{"n": "three"}'])
+    async def test_an_unparseable_message_goes_to_the_dlq_untried(self, body: bytes) -> None:
+        handler = Recorder()
+        broker, dead = wired(handler)
+        async with TestKafkaBroker(broker) as br:
+            await br.publish(body, TOPIC.name)
+        assert handler.calls == 0
+        assert dead == [body]

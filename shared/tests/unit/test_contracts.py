@@ -1,0 +1,108 @@
+import json
+import os
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from tollgate_shared.contracts import (
+    BalanceUpdated,
+    KeyIssued,
+    KeyRevoked,
+    Money,
+    PaymentSucceeded,
+    SubscriptionStarted,
+    UsageRecorded,
+    UsageReported,
+    event_id_for,
+    keys_event,
+    payments_event,
+)
+
+SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
+CONTRACTS: list[type[BaseModel]] = [
+    PaymentSucceeded,
+    SubscriptionStarted,
+    KeyIssued,
+    KeyRevoked,
+    UsageRecorded,
+    BalanceUpdated,
+    UsageReported,
+]
+
+
+def payment(**overrides: object) -> PaymentSucceeded:
+    fields: dict[str, object] = {
+        "account_id": "cus_1",
+        "customer_email": "a@example.com",
+        "plan": "professional",
+        "product_name": "Pro",
+        "credits": 10_000,
+        "amount": Money(amount_minor=2500, currency="usd"),
+        "checkout_session_id": "cs_1",
+    }
+    return PaymentSucceeded(**(fields | overrides))
+
+
+class TestEnvelope:
+    def test_round_trips_through_json(self) -> None:
+        event = payment()
+        assert payments_event.validate_json(event.model_dump_json()) == event
+
+    def test_discriminates_on_event_type(self) -> None:
+        started = SubscriptionStarted(
+            account_id="cus_1",
+            customer_email="a@example.com",
+            plan="metered",
+            product_name="M",
+            checkout_session_id="cs_2",
+            subscription_id="sub_1",
+        )
+        parsed = payments_event.validate_json(started.model_dump_json())
+        assert isinstance(parsed, SubscriptionStarted)
+
+    def test_unknown_fields_are_ignored_so_producers_can_add_fields(self) -> None:
+        raw = json.loads(payment().model_dump_json()) | {"added_later": 1}
+        assert payments_event.validate_python(raw).account_id == "cus_1"
+
+    def test_events_are_immutable(self) -> None:
+        with pytest.raises(ValidationError):
+            payment().credits = 5  # type: ignore[misc]
+
+    def test_event_ids_for_one_fact_are_stable(self) -> None:
+        assert event_id_for("PaymentSucceeded", "cs_1") == event_id_for("PaymentSucceeded", "cs_1")
+        assert event_id_for("PaymentSucceeded", "cs_1") != event_id_for("PaymentSucceeded", "cs_2")
+
+
+class TestMoney:
+    def test_is_integer_minor_units(self) -> None:
+        with pytest.raises(ValidationError):
+            Money(amount_minor=9.99, currency="usd")  # type: ignore[arg-type]
+
+    def test_refuses_negative_and_odd_currencies(self) -> None:
+        with pytest.raises(ValidationError):
+            Money(amount_minor=-1, currency="usd")
+        with pytest.raises(ValidationError):
+            Money(amount_minor=1, currency="US Dollars")
+
+
+class TestUsage:
+    def test_units_must_be_positive(self) -> None:
+        with pytest.raises(ValidationError):
+            UsageRecorded(key_id=uuid4(), account_id="cus_1", plan="p", billing="prepaid", units=0)
+
+    def test_keys_events_parse_by_type(self) -> None:
+        revoked = KeyRevoked(key_id=uuid4(), account_id="cus_1", reason="admin")
+        assert isinstance(keys_event.validate_json(revoked.model_dump_json()), KeyRevoked)
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.__name__)
+def test_json_schema_matches_snapshot(contract: type[BaseModel]) -> None:
+    """A contract change must be deliberate: regenerate with UPDATE_SNAPSHOTS=1 and review the diff."""
+    path = SNAPSHOTS / f"{contract.__name__}.json"
+    schema = json.dumps(contract.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(schema)
+    assert path.exists(), f"no snapshot for {contract.__name__}; run with UPDATE_SNAPSHOTS=1"
+    assert schema == path.read_text()

@@ -1,0 +1,162 @@
+"""Bad input gets a clear JSON error with the right status, and changes nothing."""
+
+import asyncio
+import json
+import secrets
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tollgate_devstack.demo import Demo
+
+from .helpers import completed_event, messages_on, new_session, post_webhook, signed
+
+
+async def published_for(stack: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
+    return [
+        m for m in await messages_on(stack["kafka"], "payments.events") if m.get("checkout_session_id") == session_id
+    ]
+
+
+async def keys_of(stack: dict[str, Any], account: str) -> list[dict[str, Any]]:
+    demo = Demo(stack)
+    try:
+        return await demo.keys_of(account)
+    finally:
+        await demo.http.aclose()
+
+
+class TestWebhookRefusals:
+    @pytest.mark.parametrize("how", ["wrong_secret", "missing", "tampered"])
+    async def test_a_bad_or_missing_signature_is_400_and_publishes_nothing(
+        self, stack: dict[str, Any], how: str
+    ) -> None:
+        session = await new_session(stack)
+        event = completed_event(session)
+        body, signature = signed(stack, event)
+        if how == "wrong_secret":
+            signature = signed(stack | {"webhook_secret": "whsec_wrong"}, event)[1]
+        elif how == "tampered":
+            body = body.replace(b'"starter"', b'"enterprise"')
+        r = await post_webhook(stack, body, None if how == "missing" else signature)
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] in ("invalid_signature", "missing_signature")
+        await asyncio.sleep(1.0)
+        assert await published_for(stack, session["id"]) == []
+        assert await keys_of(stack, session["customer"]) == []
+
+    async def test_a_timestamp_outside_the_tolerance_is_400(self, stack: dict[str, Any]) -> None:
+        session = await new_session(stack)
+        body, signature = signed(stack, completed_event(session), at=int(time.time()) - 3600)
+        r = await post_webhook(stack, body, signature)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "timestamp_outside_tolerance")
+        assert await published_for(stack, session["id"]) == []
+
+    async def test_malformed_json_is_400(self, stack: dict[str, Any]) -> None:
+        body = b'{"id": "evt_1", "type": '
+        r = await post_webhook(stack, body, signed(stack, {})[1].split(",")[0] + ",v1=" + "0" * 64)
+        assert r.status_code == 400
+        from tollgate_devstack.stripe_emulator.webhooks import sign
+
+        r = await post_webhook(stack, body, sign(body, stack["webhook_secret"]))
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed_payload")
+
+    async def test_the_same_webhook_twice_is_processed_once(self, stack: dict[str, Any]) -> None:
+        session = await new_session(stack)
+        body, signature = signed(stack, completed_event(session))
+        first = await post_webhook(stack, body, signature)
+        second = await post_webhook(stack, body, signature)
+        assert (first.json()["outcome"], second.json()["outcome"]) == ("published", "duplicate")
+        # A second Stripe event for the same session (as async payment methods send) is one payment too.
+        body, signature = signed(stack, completed_event(session))
+        assert (await post_webhook(stack, body, signature)).status_code == 200
+        demo = Demo(stack)
+        try:
+            await demo.balance_equal(session["customer"], 1_000)
+            await asyncio.sleep(1.5)  # room for a wrongly doubled credit or key to show up
+            assert (await demo.balance(session["customer"]) or {})["current"] == 1_000
+            assert len(await demo.keys_of(session["customer"])) == 1
+        finally:
+            await demo.http.aclose()
+        assert len(await published_for(stack, session["id"])) == 1
+
+
+class TestCheckoutRefusals:
+    @pytest.mark.parametrize(
+        ("body", "status", "code"),
+        [
+            ({"plan": "platinum", "email": "a@example.com"}, 422, "unknown_plan"),
+            ({"plan": "starter", "email": "not-an-email"}, 422, "invalid_request"),
+            ({"plan": "starter"}, 422, "invalid_request"),
+            ({"plan": "starter", "email": "a@example.com", "quantity": 0}, 422, "invalid_request"),
+        ],
+    )
+    async def test_bad_requests_get_a_clear_error(
+        self, stack: dict[str, Any], body: dict[str, Any], status: int, code: str
+    ) -> None:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(f"{stack['checkout']}/v1/checkout/sessions", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code)
+
+    async def test_malformed_json_is_400(self, stack: dict[str, Any]) -> None:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{stack['checkout']}/v1/checkout/sessions",
+                content=b"{plan",
+                headers={"Content-Type": "application/json"},
+            )
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed_json")
+
+
+class TestValidateRefusals:
+    async def validate(self, stack: dict[str, Any], body: Any) -> httpx.Response:
+        async with httpx.AsyncClient() as http:
+            return await http.post(
+                f"{stack['keys']}/v1/keys/validate",
+                content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+
+    async def test_an_unknown_key_is_not_valid_and_not_an_error(self, stack: dict[str, Any]) -> None:
+        from tollgate_keys.keyformat import generate
+
+        r = await self.validate(stack, {"apiKey": generate("test"), "units": 1, "consume": True})
+        assert r.status_code == 200
+        assert r.json() == {"isValid": False, "unitsConsumed": 0, "reason": "not_found"}
+
+    async def test_a_revoked_key_is_not_valid(self, stack: dict[str, Any]) -> None:
+        session = await new_session(stack)
+        demo = Demo(stack)
+        try:
+            await demo.pay(session["id"])
+            key, _ = await demo.key_from_email(session["email"])
+            assert (await demo.validate(key, 1))["isValid"]
+            (issued,) = await demo.keys_of(session["customer"])
+            r = await demo.http.post(
+                f"{stack['keys']}/v1/admin/keys/{issued['id']}/revoke",
+                headers={"Authorization": f"Bearer {stack['admin_token']}"},
+            )
+            assert r.status_code == 200
+            assert r.json()["status"] == "revoked"
+            refused = await demo.validate(key, 1)
+            assert (refused["isValid"], refused["reason"], refused["quota"]["used"]) == (False, "revoked", 1)
+        finally:
+            await demo.http.aclose()
+
+    @pytest.mark.parametrize("units", [0, -5, 1.5, "3", None, 10**12])
+    async def test_units_that_are_not_a_positive_integer_are_422(self, stack: dict[str, Any], units: Any) -> None:
+        r = await self.validate(stack, {"apiKey": "tg_test_x", "units": units, "consume": True})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
+
+    async def test_missing_api_key_is_422(self, stack: dict[str, Any]) -> None:
+        assert (await self.validate(stack, {"units": 1})).status_code == 422
+
+    async def test_admin_routes_need_the_token(self, stack: dict[str, Any]) -> None:
+        async with httpx.AsyncClient() as http:
+            r = await http.get(
+                f"{stack['keys']}/v1/admin/accounts/cus_x/keys",
+                headers={"Authorization": f"Bearer {secrets.token_hex(8)}"},
+            )
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
