@@ -36,9 +36,15 @@ class Processes:
         *,
         cwd: Path | None = None,
         user: str | None = None,
+        port: int | None = None,
     ) -> int:
         if (existing := self.pid(name)) is not None:
             return existing
+        if port is not None and port_open(port):
+            raise SystemExit(
+                f"cannot start {name}: 127.0.0.1:{port} is taken by a process this stack did not start "
+                "(another stack? set TOLLGATE_PORT_OFFSET, or stop it)"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
