@@ -1,13 +1,11 @@
 """Shared steps for end-to-end tests: real HTTP against the running stack."""
 
-import asyncio
 import json
 import secrets
 import time
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 
 from tollgate_devstack.stripe_emulator.webhooks import sign
 
@@ -55,24 +53,3 @@ async def new_session(stack: dict[str, Any], plan: str = "starter") -> dict[str,
         r = await http.post(f"{stack['checkout']}/v1/checkout/sessions", json={"plan": plan, "email": email})
     assert r.status_code == 201, r.text
     return r.json() | {"email": email, "plan": plan}  # type: ignore[no-any-return]
-
-
-async def messages_on(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every message on `topic` from the beginning up to its current end."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.assignment()
-        while not partitions:
-            await asyncio.sleep(0.05)
-            partitions = consumer.assignment()
-        end = await consumer.end_offsets(list(partitions))
-        found: list[dict[str, Any]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            found += [json.loads(r.value) for records in batch.values() for r in records]
-        return found
-    finally:
-        await consumer.stop()

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from tollgate_devstack.demo import Demo
+from tollgate_devstack.kafka_reader import messages_on
 
-from .helpers import completed_event, messages_on, new_session, post_webhook, signed
+from .helpers import completed_event, new_session, post_webhook, signed
 
 
 async def published_for(stack: dict[str, Any], session_id: str) -> list[dict[str, Any]]:

@@ -93,6 +93,7 @@ REPO = StackConfig.from_env().state_dir.parent
 MIGRATIONS = {
     name: REPO / "services" / name / "migrations" for name in ("checkout", "ledger", "keys", "notifier", "usage-sync")
 }
+MIGRATIONS["shared"] = REPO / "shared" / "no-service-migrations"  # only the shared infra tables
 
 
 @pytest.fixture

@@ -2,12 +2,16 @@
 
 Writing the row in the same transaction as the business change means nothing is
 published for a rolled-back change, and nothing committed is left unpublished. The
-relay publishes at least once; consumers deduplicate on `event_id`.
+relay publishes at least once; consumers deduplicate on `event_id`. Published rows are
+kept for `retention` so that adding the same event id again is a no-op: one fact, one
+message, even when several upstream messages describe it.
 """
 
 import asyncio
 import json
+import time
 from contextlib import suppress
+from datetime import timedelta
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -16,6 +20,7 @@ from .contracts import Event, Topic
 from .logging import get_logger
 
 log = get_logger(__name__)
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) -> None:
@@ -38,12 +43,20 @@ class OutboxRelay:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, broker: KafkaBroker, *, batch_size: int = 500, idle_sleep: float = 0.05
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        *,
+        batch_size: int = 500,
+        idle_sleep: float = 0.05,
+        retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._pool = pool
         self._broker = broker
         self._batch_size = batch_size
         self._idle_sleep = idle_sleep
+        self._retention = retention
+        self._last_purge = 0.0
         self._task: asyncio.Task[None] | None = None
         self.published = 0
 
@@ -67,14 +80,23 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
                 continue
             if moved < self._batch_size:
+                await self._purge_if_due()
                 await asyncio.sleep(self._idle_sleep)
+
+    async def _purge_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < 60:
+            return
+        self._last_purge = now
+        async with self._pool.acquire() as conn:
+            await conn.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval", self._retention)
 
     async def relay_once(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"):
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, event_id, payload FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, topic, key, event_id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
                 self._batch_size,
             )
             if not rows:
@@ -94,6 +116,8 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*sends)  # type: ignore[arg-type]
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
         self.published += len(rows)
         return len(rows)

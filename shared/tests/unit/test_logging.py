@@ -1,10 +1,18 @@
 import json
+from collections.abc import Iterator
 
+import pytest
 import structlog
 
 from tollgate_shared.logging import REDACTED, configure_logging, redact_secrets, redact_text
 
 KEY = "tg_test_0123456789ABCDEFabcdefXYZ123"
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
 
 
 class TestRedaction:

@@ -1,0 +1,76 @@
+"""The outbox against real PostgreSQL and Kafka."""
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from faststream.kafka import KafkaBroker
+
+from tollgate_devstack.kafka_reader import messages_on
+from tollgate_shared import outbox
+from tollgate_shared.bus import ensure_topics, make_broker
+from tollgate_shared.contracts import KeyRevoked, Topic, event_id_for
+
+MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
+
+
+@pytest.fixture
+async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
+    b = make_broker(kafka_bootstrap, "outbox-test")
+    await b.start()
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+async def topic(kafka_bootstrap: str) -> Topic:
+    t = Topic(f"test.outbox.{secrets.token_hex(4)}", partitions=1)
+    await ensure_topics(kafka_bootstrap, (t,))
+    return t
+
+
+def revoked(account: str, n: int) -> KeyRevoked:
+    return KeyRevoked(
+        event_id=event_id_for("test", account, str(n)), key_id=event_id_for(account), account_id=account, reason=f"r{n}"
+    )
+
+
+async def add(pool: asyncpg.Pool, topic: Topic, event: KeyRevoked) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.add(conn, topic, event.account_id, event)
+
+
+class TestOutbox:
+    async def test_publishes_in_order_keyed_by_account(
+        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+    ) -> None:
+        pool = await private_schema("shared")
+        for n in range(5):
+            await add(pool, topic, revoked("cus_a", n))
+        assert await outbox.OutboxRelay(pool, broker).relay_once() == 5
+        got: list[dict[str, Any]] = await messages_on(kafka_bootstrap, topic.name)
+        assert [m["reason"] for m in got] == ["r0", "r1", "r2", "r3", "r4"]
+
+    async def test_the_same_event_added_after_publishing_is_not_published_again(
+        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+    ) -> None:
+        pool = await private_schema("shared")
+        relay = outbox.OutboxRelay(pool, broker)
+        await add(pool, topic, revoked("cus_b", 1))
+        assert await relay.relay_once() == 1
+        await add(pool, topic, revoked("cus_b", 1))
+        assert await relay.relay_once() == 0
+        assert len(await messages_on(kafka_bootstrap, topic.name)) == 1
+
+    async def test_a_rolled_back_change_publishes_nothing(
+        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+    ) -> None:
+        pool = await private_schema("shared")
+        with pytest.raises(RuntimeError):
+            async with pool.acquire() as conn, conn.transaction():
+                await outbox.add(conn, topic, "cus_c", revoked("cus_c", 1))
+                raise RuntimeError("the business change failed")
+        assert await outbox.OutboxRelay(pool, broker).relay_once() == 0
+        assert await messages_on(kafka_bootstrap, topic.name) == []
