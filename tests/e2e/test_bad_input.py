@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from tollgate_devstack.demo import Demo
-from tollgate_devstack.kafka_reader import messages_on
+from tollgate_shared.kafka_reader import read_topic
 
 from .helpers import completed_event, new_session, post_webhook, signed
 
 
 async def published_for(stack: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
     return [
-        m for m in await messages_on(stack["kafka"], "payments.events") if m.get("checkout_session_id") == session_id
+        m for m in await read_topic(stack["kafka"], "payments.events") if m.get("checkout_session_id") == session_id
     ]
 
 

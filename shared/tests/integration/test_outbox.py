@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 from faststream.kafka import KafkaBroker
 
-from tollgate_devstack.kafka_reader import messages_on
 from tollgate_shared import outbox
 from tollgate_shared.bus import ensure_topics, make_broker
 from tollgate_shared.contracts import KeyRevoked, Topic, event_id_for
+from tollgate_shared.kafka_reader import read_topic
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 
@@ -50,7 +50,7 @@ class TestOutbox:
         for n in range(5):
             await add(pool, topic, revoked("cus_a", n))
         assert await outbox.OutboxRelay(pool, broker).relay_once() == 5
-        got: list[dict[str, Any]] = await messages_on(kafka_bootstrap, topic.name)
+        got: list[dict[str, Any]] = await read_topic(kafka_bootstrap, topic.name)
         assert [m["reason"] for m in got] == ["r0", "r1", "r2", "r3", "r4"]
 
     async def test_the_same_event_added_after_publishing_is_not_published_again(
@@ -62,7 +62,7 @@ class TestOutbox:
         assert await relay.relay_once() == 1
         await add(pool, topic, revoked("cus_b", 1))
         assert await relay.relay_once() == 0
-        assert len(await messages_on(kafka_bootstrap, topic.name)) == 1
+        assert len(await read_topic(kafka_bootstrap, topic.name)) == 1
 
     async def test_a_rolled_back_change_publishes_nothing(
         self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
@@ -73,4 +73,4 @@ class TestOutbox:
                 await outbox.add(conn, topic, "cus_c", revoked("cus_c", 1))
                 raise RuntimeError("the business change failed")
         assert await outbox.OutboxRelay(pool, broker).relay_once() == 0
-        assert await messages_on(kafka_bootstrap, topic.name) == []
+        assert await read_topic(kafka_bootstrap, topic.name) == []

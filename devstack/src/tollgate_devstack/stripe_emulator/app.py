@@ -13,6 +13,8 @@ from starlette.routing import Route
 from . import formdata, webhooks
 from .state import State
 
+# The metered plan's price in the emulator: one cent per unit.
+METERED_UNIT_AMOUNT = 1
 FORWARDED_HEADERS = ("authorization", "content-type", "stripe-version", "idempotency-key")
 
 
@@ -53,7 +55,8 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         if idem and (path, idem) in state.idempotent:
             status, cached = state.idempotent[(path, idem)]
             return JSONResponse(cached, status_code=status, headers={"Idempotent-Replayed": "true"})
-        status, payload = handle(request.method, path, formdata.decode(body.decode()))
+        query = str(request.query_params) if request.method == "GET" else body.decode()
+        status, payload = handle(request.method, path, formdata.decode(query))
         if idem and status < 500:
             state.idempotent[(path, idem)] = (status, payload)
         return JSONResponse(payload, status_code=status)
@@ -61,6 +64,26 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
     def handle(method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         parts = path.strip("/").split("/")[1:]
         match method, parts:
+            case "GET", ["billing", "meters"]:
+                return 200, {"object": "list", "data": state.meters(), "has_more": False, "url": path}
+            case "GET", ["billing", "meters", meter_id, "event_summaries"]:
+                summary = state.event_summary(
+                    meter_id, params["customer"], int(params["start_time"]), int(params["end_time"])
+                )
+                return 200, {"object": "list", "data": [summary], "has_more": False, "url": path}
+            case "POST", ["invoices", "create_preview"]:
+                if not any(
+                    e["payload"].get("stripe_customer_id") == params.get("customer")
+                    for e in state.meter_events.values()
+                ):
+                    return 400, {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "invoice_upcoming_none",
+                            "message": "No upcoming invoices for customer",
+                        }
+                    }
+                return 200, state.invoice_preview(params["customer"], METERED_UNIT_AMOUNT)
             case "POST", ["customers"]:
                 return 200, state.create_customer(params)
             case "GET", ["customers", cid] if cid in state.customers:

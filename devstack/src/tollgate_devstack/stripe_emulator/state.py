@@ -91,6 +91,69 @@ class State:
             session["payment_intent"] = new_id("pi")
         return session
 
+    def meters(self) -> list[dict[str, Any]]:
+        """One meter per event name seen (real Stripe needs the meter created first)."""
+        names = sorted({e["event_name"] for e in self.meter_events.values()})
+        return [
+            {
+                "id": f"mtr_{n}",
+                "object": "billing.meter",
+                "event_name": n,
+                "status": "active",
+                "display_name": n,
+                "livemode": False,
+                "default_aggregation": {"formula": "sum"},
+            }
+            for n in names
+        ]
+
+    def event_summary(self, meter_id: str, customer: str, start: int, end: int) -> dict[str, Any]:
+        name = meter_id.removeprefix("mtr_")
+        total = sum(
+            float(e["payload"].get("value", 0))
+            for e in self.meter_events.values()
+            if e["event_name"] == name
+            and e["payload"].get("stripe_customer_id") == customer
+            and start <= e["timestamp"] < end
+        )
+        return {
+            "id": f"mtrusg_{customer}_{start}",
+            "object": "billing.meter_event_summary",
+            "meter": meter_id,
+            "aggregated_value": total,
+            "start_time": start,
+            "end_time": end,
+            "livemode": False,
+        }
+
+    def invoice_preview(self, customer: str, unit_amount: int) -> dict[str, Any]:
+        """Metered usage so far at `unit_amount` minor units per unit, as one line per meter."""
+        totals: dict[str, float] = {}
+        for e in self.meter_events.values():
+            if e["payload"].get("stripe_customer_id") == customer:
+                totals[e["event_name"]] = totals.get(e["event_name"], 0) + float(e["payload"].get("value", 0))
+        lines = [
+            {
+                "object": "line_item",
+                "description": name,
+                "quantity": int(q),
+                "amount": int(q) * unit_amount,
+                "currency": "usd",
+            }
+            for name, q in sorted(totals.items())
+        ]
+        now = int(time.time())
+        return {
+            "object": "invoice",
+            "customer": customer,
+            "currency": "usd",
+            "status": "draft",
+            "amount_due": sum(line["amount"] for line in lines),
+            "period_start": now - now % 2_592_000,
+            "period_end": now,
+            "lines": {"object": "list", "data": lines, "has_more": False},
+        }
+
     def record_meter_event(self, params: dict[str, Any]) -> dict[str, Any]:
         identifier = params.get("identifier") or new_id("mev")
         event = {

@@ -116,6 +116,7 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets) -
                     plan=key.plan,
                     billing=key.billing,  # type: ignore[arg-type]
                     units=cmd.units,
+                    key_units_total=key.quota_used,
                     route=cmd.route,
                     method=cmd.method,
                     status=cmd.status,

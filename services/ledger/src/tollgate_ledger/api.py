@@ -1,8 +1,9 @@
 """The ledger's HTTP edge: balances."""
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from tollgate_shared.http import ApiError
 from tollgate_shared.runtime import Runtime
@@ -30,5 +31,16 @@ def router(runtime: Runtime) -> APIRouter:
             "available": b.available,
             "version": b.version,
         }
+
+    @r.get("/v1/accounts/{account_id}/usage")
+    async def usage(
+        account_id: str, start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")]
+    ) -> dict[str, object]:
+        """Units burned by usage in [from, to): what reconciliation compares with keys and Stripe."""
+        if end <= start:
+            raise ApiError(422, "invalid_period", "'to' must be after 'from'")
+        async with runtime.pool.acquire() as conn:
+            burned = await repo.usage_burned(conn, customer_credits(account_id).id, start, end)
+        return {"account_id": account_id, "from": start.isoformat(), "to": end.isoformat(), "units_burned": burned}
 
     return r

@@ -85,3 +85,16 @@ def _balance(row: asyncpg.Record) -> Balance:
         credits_pending=row["credits_pending"],
         version=row["version"],
     )
+
+
+async def usage_burned(conn: asyncpg.Connection, account_id: str, start: datetime, end: datetime) -> int:
+    """Units burned from the account's credits by usage whose business time is in [start, end)."""
+    burned: int = await conn.fetchval(
+        "SELECT coalesce(sum(p.amount), 0)::bigint FROM postings p JOIN journal_transactions t ON t.id = p.tx_id "
+        "WHERE t.kind = 'usage' AND p.account_id = $1 AND p.amount > 0 "
+        "  AND t.business_time >= $2 AND t.business_time < $3",
+        account_id,
+        start,
+        end,
+    )
+    return burned

@@ -12,11 +12,19 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="USAGE_SYNC_")
 
     http_port: int = 8105
+    schema_name: str = "usage_sync"
+    group_id: str = "usage-sync"
     stripe_api_key: SecretStr
     stripe_api_base: str = "https://api.stripe.com"
     meters_file: Path = DEFAULT_METERS_PATH
     window_seconds: int = Field(default=3600, ge=1)
     grace_seconds: int = Field(default=300, ge=0)
     tick_seconds: float = Field(default=5.0, gt=0)
+    # Stripe allows 100 write requests/s in live mode (25 in test mode); stay well under.
+    stripe_rate_per_s: float = Field(default=20.0, gt=0)
+    stripe_burst: int = Field(default=20, ge=1)
+    batch_max_records: int = Field(default=5000, ge=1)
+    # How long a window stays leased to the replica sending it; after a crash it is re-sent then.
+    report_lease_s: float = Field(default=60.0, gt=0)
 
     _secrets = secret_validator("stripe_api_key")

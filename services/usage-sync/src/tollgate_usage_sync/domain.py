@@ -1,14 +1,22 @@
-"""Meters and windows. Pure: no I/O."""
+"""Meters and windows. Pure: no I/O.
+
+A meter, as in API gateways' billing meters, has a name, the Stripe meter's
+`event_name`, an aggregation over the usage records it matches, and filters on the
+record (billing, route glob, method, status class).
+"""
 
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
 from tollgate_shared.contracts import UsageRecorded
 
-Aggregation = Literal["sum", "count"]
+Aggregation = Literal["sum", "count", "unique_keys", "unique_customers"]
+AGGREGATIONS: tuple[str, ...] = ("sum", "count", "unique_keys", "unique_customers")
+FILTERS = frozenset({"billing", "route", "method", "status_class"})
 DEFAULT_METERS_PATH = Path(__file__).with_name("meters.json")
 
 
@@ -17,13 +25,37 @@ class Meter:
     name: str
     stripe_event_name: str
     aggregation: Aggregation
-    filter: dict[str, object] = field(default_factory=dict)
+    filter: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"meter {self.name}: aggregation must be one of {AGGREGATIONS}")
+        if unknown := set(self.filter) - FILTERS:
+            raise ValueError(f"meter {self.name}: unknown filters {sorted(unknown)}")
 
     def matches(self, usage: UsageRecorded) -> bool:
-        return all(getattr(usage, k, None) == v for k, v in self.filter.items())
+        f = self.filter
+        if "billing" in f and usage.billing != f["billing"]:
+            return False
+        if "route" in f and not (usage.route and fnmatchcase(usage.route, f["route"])):
+            return False
+        if "method" in f and (usage.method or "").upper() != f["method"].upper():
+            return False
+        return not ("status_class" in f and status_class(usage.status) != f["status_class"])
+
+    @property
+    def counts_unique(self) -> bool:
+        return self.aggregation in ("unique_keys", "unique_customers")
 
     def value_of(self, usage: UsageRecorded) -> int:
         return usage.units if self.aggregation == "sum" else 1
+
+    def member_of(self, usage: UsageRecorded) -> str:
+        return str(usage.key_id) if self.aggregation == "unique_keys" else usage.account_id
+
+
+def status_class(status: int | None) -> str | None:
+    return f"{status // 100}xx" if status else None
 
 
 def load_meters(path: Path) -> list[Meter]:
@@ -40,3 +72,23 @@ def window_start(at: datetime, window: timedelta) -> datetime:
 def report_identifier(account_id: str, meter: str, start: datetime) -> str:
     """Deterministic, so a retried report is a no-op at Stripe (max 100 characters)."""
     return f"tg-{meter}-{account_id}-{int(start.timestamp())}"[:100]
+
+
+def fresh_usage(usages: list[UsageRecorded], watermarks: dict[str, int]) -> tuple[list[UsageRecorded], dict[str, int]]:
+    """Drop re-published duplicates: per key, only units beyond the watermark are new.
+
+    `key_units_total` strictly increases per key and one key's records arrive in order
+    (one partition per account), so anything at or under the watermark was counted.
+    Returns the fresh records and the new watermarks.
+    """
+    marks = dict(watermarks)
+    fresh = []
+    for usage in usages:
+        total = usage.key_units_total
+        key = str(usage.key_id)
+        if total is None:
+            fresh.append(usage)  # an old producer without totals: cannot dedup, count it
+        elif total > marks.get(key, 0):
+            marks[key] = total
+            fresh.append(usage)
+    return fresh, {k: v for k, v in marks.items() if watermarks.get(k) != v}

@@ -13,12 +13,17 @@ import stripe
 
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded
-from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, load_meters
-from tollgate_usage_sync.handlers import Reporter, Windows, aggregate_usage
+from tollgate_usage_sync.aggregate import Windows, aggregate_batch
+from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, load_meters
+from tollgate_usage_sync.ratelimit import TokenBucket
+from tollgate_usage_sync.reporter import Reporter
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 METERS = load_meters(DEFAULT_METERS_PATH)
 HOUR = Windows(timedelta(hours=1), grace_seconds=0)
+# The aggregator still accepts last hour's usage; the reporter (grace 0) may close it.
+ACCEPTING = Windows(timedelta(hours=1), grace_seconds=3 * 3600)
+LAST_HOUR = datetime.now(UTC) - timedelta(hours=1)
 
 
 @pytest.fixture
@@ -29,18 +34,33 @@ async def pool(private_schema: MakePool) -> asyncpg.Pool:
 @pytest.fixture
 def reporter(pool: asyncpg.Pool, stack: dict[str, Any]) -> Reporter:
     client = stripe.StripeClient(STRIPE_API_KEY, base_addresses={"api": stack["stripe"]}, max_network_retries=0)
-    return Reporter(pool, client, METERS, HOUR)
+    return Reporter(pool, client, METERS, HOUR, TokenBucket(100, 100))
 
 
-def usage(account: str, units: int, at: datetime, billing: str = "metered") -> UsageRecorded:
+def usage(account: str, units: int, at: datetime, billing: str = "metered", **kw: Any) -> UsageRecorded:
     return UsageRecorded(
-        key_id=uuid4(),
+        key_id=kw.pop("key_id", uuid4()),
         account_id=account,
         plan="metered",
-        billing=billing,  # type: ignore[arg-type]
+        billing=billing,
         units=units,
         occurred_at=at,
-    )
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+async def aggregate(
+    pool: asyncpg.Pool, usages: list[UsageRecorded], meters: list[Meter] = METERS, windows: Windows = ACCEPTING
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        return await aggregate_batch(conn, usages, meters, windows)
+
+
+async def windows_of(pool: asyncpg.Pool, account: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await conn.fetch(
+            "SELECT * FROM usage_windows WHERE account_id = $1 ORDER BY meter, window_start", account
+        )
 
 
 async def sent_to_stripe(stack: dict[str, Any], account: str) -> list[dict[str, Any]]:
@@ -57,68 +77,106 @@ async def inject(stack: dict[str, Any], account: str, statuses: list[int]) -> No
         )
 
 
-LAST_HOUR = datetime.now(UTC) - timedelta(hours=1)
+def an_account() -> str:
+    return f"cus_{secrets.token_hex(5)}"
 
 
 class TestAggregate:
-    async def test_a_redelivered_record_counts_once(self, pool: asyncpg.Pool) -> None:
-        event = usage("cus_agg", 5, LAST_HOUR)
-        assert await aggregate_usage(event, pool, METERS, HOUR) is True
-        assert await aggregate_usage(event, pool, METERS, HOUR) is False
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT value FROM usage_windows") == 5
+    async def test_sums_a_batch_per_customer_window(self, pool: asyncpg.Pool) -> None:
+        a, b = an_account(), an_account()
+        assert await aggregate(pool, [usage(a, 5, LAST_HOUR), usage(a, 7, LAST_HOUR), usage(b, 1, LAST_HOUR)]) == 3
+        assert [w["value"] for w in await windows_of(pool, a)] == [12]
+        assert [w["value"] for w in await windows_of(pool, b)] == [1]
+
+    async def test_a_republished_record_counts_once(self, pool: asyncpg.Pool) -> None:
+        a, key = an_account(), uuid4()
+        record = usage(a, 5, LAST_HOUR, key_id=key, key_units_total=5)
+        await aggregate(pool, [record])
+        assert await aggregate(pool, [record]) == 0
+        assert [w["value"] for w in await windows_of(pool, a)] == [5]
 
     async def test_prepaid_usage_is_not_metered(self, pool: asyncpg.Pool) -> None:
-        assert await aggregate_usage(usage("cus_pp", 5, LAST_HOUR, "prepaid"), pool, METERS, HOUR) is False
+        a = an_account()
+        await aggregate(pool, [usage(a, 5, LAST_HOUR, billing="prepaid")])
+        assert await windows_of(pool, a) == []
+
+    async def test_unique_meters_count_members_once_per_window(self, pool: asyncpg.Pool) -> None:
+        a, k1, k2 = an_account(), uuid4(), uuid4()
+        meters = [Meter("active_keys", "tg_active_keys", "unique_keys", {"billing": "metered"})]
+        await aggregate(pool, [usage(a, 1, LAST_HOUR, key_id=k) for k in (k1, k2, k1)], meters)
+        await aggregate(pool, [usage(a, 1, LAST_HOUR, key_id=k1)], meters)
+        assert [w["value"] for w in await windows_of(pool, a)] == [2]
+
+    async def test_late_usage_is_counted_in_the_open_window_not_dropped(
+        self, pool: asyncpg.Pool, reporter: Reporter
+    ) -> None:
+        a = an_account()
+        await aggregate(pool, [usage(a, 5, LAST_HOUR)])
+        await reporter.tick()  # last hour's window is reported and closed
+        await aggregate(pool, [usage(a, 3, LAST_HOUR)])  # arrives after its window closed
+        windows = await windows_of(pool, a)
+        assert [(w["value"], w["state"]) for w in windows] == [(5, "confirmed"), (3, "open")]
+        assert windows[1]["window_start"] > windows[0]["window_start"]
+
+    async def test_usage_past_its_window_and_grace_goes_to_the_open_window(self, pool: asyncpg.Pool) -> None:
+        a = an_account()
+        await aggregate(pool, [usage(a, 4, LAST_HOUR - timedelta(hours=1))], windows=HOUR)
+        (window,) = await windows_of(pool, a)
+        assert window["value"] == 4
+        assert window["window_start"] == datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class TestReport:
     async def test_one_meter_event_per_customer_window_with_the_sum(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
     ) -> None:
-        account = f"cus_{secrets.token_hex(5)}"
-        for units in (5, 7, 30):
-            await aggregate_usage(usage(account, units, LAST_HOUR), pool, METERS, HOUR)
+        a = an_account()
+        await aggregate(pool, [usage(a, u, LAST_HOUR) for u in (5, 7, 30)])
         assert await reporter.tick() == 1
         assert await reporter.tick() == 0  # nothing is reported twice
-        (sent,) = await sent_to_stripe(stack, account)
-        assert sent["payload"]["value"] == "42"
-        assert sent["identifier"].startswith(f"tg-api_calls-{account}-")
+        (sent,) = await sent_to_stripe(stack, a)
+        assert sent["payload"]["value"] == "42" and sent["identifier"].startswith(f"tg-api_calls-{a}-")
         async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT state FROM usage_windows") == "confirmed"
+            assert await conn.fetchval("SELECT state FROM usage_windows WHERE account_id = $1", a) == "confirmed"
             assert await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'usage.reported'") == 1
+
+    async def test_stripe_calls_per_hour_equal_customer_meter_pairs_with_usage(
+        self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
+    ) -> None:
+        accounts = [an_account() for _ in range(4)]
+        await aggregate(pool, [usage(a, 1, LAST_HOUR + timedelta(seconds=s)) for a in accounts for s in range(25)])
+        await reporter.tick()
+        await reporter.tick()
+        assert [len(await sent_to_stripe(stack, a)) for a in accounts] == [1, 1, 1, 1]
 
     async def test_an_open_window_is_not_reported(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
     ) -> None:
-        account = f"cus_{secrets.token_hex(5)}"
-        await aggregate_usage(usage(account, 5, datetime.now(UTC)), pool, METERS, HOUR)
+        a = an_account()
+        await aggregate(pool, [usage(a, 5, datetime.now(UTC))])
         assert await reporter.tick() == 0
-        assert await sent_to_stripe(stack, account) == []
+        assert await sent_to_stripe(stack, a) == []
 
     async def test_a_stripe_5xx_is_retried_later_with_the_same_identifier(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
     ) -> None:
-        account = f"cus_{secrets.token_hex(5)}"
-        await aggregate_usage(usage(account, 3, LAST_HOUR), pool, METERS, HOUR)
-        await inject(stack, account, [503])
+        a = an_account()
+        await aggregate(pool, [usage(a, 3, LAST_HOUR)])
+        await inject(stack, a, [503])
         assert await reporter.tick() == 0
         async with pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, attempts, error FROM usage_windows")
-            assert (row["state"], row["attempts"]) == ("sent", 1)
-            assert "injected" in row["error"]
+            row = await conn.fetchrow("SELECT state, attempts, error FROM usage_windows WHERE account_id = $1", a)
+            assert (row["state"], row["attempts"]) == ("sent", 1) and "injected" in row["error"]
             await conn.execute("UPDATE usage_windows SET next_attempt_at = now()")
         assert await reporter.tick() == 1
-        assert [e["payload"]["value"] for e in await sent_to_stripe(stack, account)] == ["3"]
+        assert [e["payload"]["value"] for e in await sent_to_stripe(stack, a)] == ["3"]
 
     async def test_a_stripe_4xx_fails_the_report_with_its_reason(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
     ) -> None:
-        account = f"cus_{secrets.token_hex(5)}"
-        await aggregate_usage(usage(account, 3, LAST_HOUR), pool, METERS, HOUR)
-        await inject(stack, account, [400])
+        a = an_account()
+        await aggregate(pool, [usage(a, 3, LAST_HOUR)])
+        await inject(stack, a, [400])
         await reporter.tick()
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT state, error FROM usage_windows")
-        assert row["state"] == "failed"
-        assert row["error"]
+        (window,) = await windows_of(pool, a)
+        assert window["state"] == "failed" and "HTTP 400" in window["error"]

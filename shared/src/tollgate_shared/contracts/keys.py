@@ -49,6 +49,11 @@ class UsageRecorded(Event):
     plan: str
     billing: Billing
     units: int = Field(gt=0)
+    key_units_total: int | None = Field(
+        default=None,
+        description="The key's cumulative units after this consumption. Strictly increasing per key, so a "
+        "consumer can drop a re-published duplicate by keeping one watermark per key.",
+    )
     route: str | None = None
     method: str | None = None
     status: int | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 
-async def messages_on(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every message on `topic` from the beginning up to its current end."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False

@@ -1,0 +1,84 @@
+"""Counting usage into windows, one consumed batch per transaction."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts.envelope import utcnow
+from tollgate_shared.logging import get_logger
+
+from . import repo
+from .domain import Meter, fresh_usage, report_identifier, window_start
+
+log = get_logger(__name__)
+WindowKey = tuple[str, str, datetime]  # account, meter, window start
+
+
+@dataclass(frozen=True)
+class Windows:
+    length: timedelta
+    grace_seconds: int
+
+    def closed(self, start: datetime, now: datetime) -> bool:
+        return start + self.length + timedelta(seconds=self.grace_seconds) <= now
+
+
+async def aggregate_batch(
+    conn: asyncpg.Connection, usages: list[UsageRecorded], meters: list[Meter], windows: Windows
+) -> int:
+    """Add a batch of usage to its windows. Returns how many records counted (after dedup).
+
+    A record whose window has closed (its grace passed, or it was already reported) is
+    counted in the currently open window instead, and the adjustment is logged: late
+    usage is billed late, never dropped.
+    """
+    watermarks = await repo.watermarks(conn, [u.key_id for u in usages if u.key_units_total is not None])
+    fresh, new_marks = fresh_usage(usages, watermarks)
+    await repo.raise_watermarks(conn, new_marks)
+    now = utcnow()
+    sums: dict[WindowKey, int] = defaultdict(int)
+    members: dict[WindowKey, set[str]] = defaultdict(set)
+    for usage in fresh:
+        start = window_start(usage.occurred_at, windows.length)
+        for meter in meters:
+            if meter.matches(usage):
+                target = (usage.account_id, meter.name, start)
+                if meter.counts_unique:
+                    members[target].add(meter.member_of(usage))
+                else:
+                    sums[target] += meter.value_of(usage)
+    closed = await repo.lock_closed_windows(conn, sorted(set(sums) | set(members)))
+    current = window_start(now, windows.length)
+
+    def retarget(key: WindowKey) -> WindowKey:
+        if key in closed or windows.closed(key[2], now):
+            log.warning(
+                "late usage counted in the open window",
+                account_id=key[0],
+                meter=key[1],
+                window=key[2].isoformat(),
+                counted_in=current.isoformat(),
+            )
+            return (key[0], key[1], current)
+        return key
+
+    totals: dict[WindowKey, int] = defaultdict(int)
+    for key, value in sums.items():
+        totals[retarget(key)] += value
+    moved_members: dict[WindowKey, set[str]] = defaultdict(set)
+    for key, names in members.items():
+        moved_members[retarget(key)] |= names
+    for key, new in (await repo.add_members(conn, moved_members)).items():
+        totals[key] += new
+    await repo.add_to_windows(
+        conn,
+        [
+            (*key, key[2] + windows.length, value, report_identifier(*key))
+            for key, value in sorted(totals.items())
+            if value
+        ],
+    )
+    return len(fresh)

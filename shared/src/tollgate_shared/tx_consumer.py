@@ -1,0 +1,178 @@
+"""A Kafka consumer whose effects and offsets commit in one PostgreSQL transaction.
+
+For high-rate topics (usage), one transaction per record would make PostgreSQL the
+bottleneck and a per-record idempotency row would double the writes. Instead each
+batch of one partition is applied in one transaction that also stores the partition's
+next offset; on (re)assignment the consumer seeks to the stored offset. A crash at any
+point either commits the batch and its offset together or neither, so the batch is
+neither lost nor applied twice. Kafka's own committed offsets are updated too, but
+only for lag monitoring: they are never trusted on start.
+
+Records that do not parse go to the topic's DLQ and are skipped (their offsets still
+advance); a batch whose transaction fails is retried with backoff, never skipped.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from .contracts import Topic
+from .faults import pause_point
+from .logging import get_logger
+
+log = get_logger(__name__)
+E = TypeVar("E")
+ApplyBatch = Callable[[asyncpg.Connection, list[E]], Awaitable[None]]
+
+
+class TransactionalConsumer(Generic[E]):
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: Topic,
+        group_id: str,
+        pool: asyncpg.Pool,
+        parse: Callable[[bytes], E],
+        apply: ApplyBatch[E],
+        max_records: int = 5000,
+    ) -> None:
+        self._bootstrap, self._topic, self._group = bootstrap_servers, topic, group_id
+        self._pool, self._parse, self._apply, self._max = pool, parse, apply, max_records
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.applied = 0
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._max,
+            fetch_max_bytes=32 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._consumer.subscribe([self._topic.name], listener=_SeekToStored(self))
+        self._dlq = AIOKafkaProducer(bootstrap_servers=self._bootstrap, enable_idempotence=True)
+        await self._dlq.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"tx-consumer-{self._topic.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+        if self._dlq:
+            await self._dlq.stop()
+
+    async def stored_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets "
+                "WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])",
+                self._group,
+                self._topic.name,
+                list(partitions),
+            )
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max)
+            for tp, records in batches.items():
+                await self._apply_with_retry(tp, records)
+
+    async def _apply_with_retry(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        events = await self._parse_or_dead_letter(records)
+        delay = 0.2
+        while True:
+            try:
+                await self._apply_batch(tp, records, events)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch failed; retrying", topic=tp.topic, partition=tp.partition)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        assert self._consumer is not None
+        with suppress(Exception):  # only for lag monitoring; the database holds the truth
+            await self._consumer.commit({tp: records[-1].offset + 1})
+
+    async def _apply_batch(
+        self, tp: TopicPartition, records: list[ConsumerRecord], events: list[tuple[int, E]]
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Lock this partition's offset row: after a rebalance the previous owner may
+            # still be finishing a batch; whoever commits second sees the first's offset
+            # and skips what it already applied.
+            stored = await conn.fetchval(
+                "SELECT next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3 "
+                "FOR UPDATE",
+                self._group,
+                tp.topic,
+                tp.partition,
+            )
+            fresh = [event for offset, event in events if stored is None or offset >= stored]
+            if fresh:
+                await self._apply(conn, fresh)
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = GREATEST("
+                "  consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+                self._group,
+                tp.topic,
+                tp.partition,
+                records[-1].offset + 1,
+            )
+        self.applied += len(fresh)
+        await pause_point("tx_consumer.after_commit", " ".join({(r.key or b"").decode() for r in records}))
+
+    async def _parse_or_dead_letter(self, records: list[ConsumerRecord]) -> list[tuple[int, E]]:
+        parsed: list[tuple[int, E]] = []
+        for record in records:
+            try:
+                parsed.append((record.offset, self._parse(record.value)))
+            except (ValidationError, ValueError) as exc:
+                assert self._dlq is not None
+                await self._dlq.send_and_wait(
+                    self._topic.dlq,
+                    record.value,
+                    key=record.key,
+                    headers=[
+                        ("dlq_error", str(exc)[:2000].encode()),
+                        ("dlq_source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+                    ],
+                )
+                log.error("record dead-lettered", offset=record.offset, partition=record.partition)
+        return parsed
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: "TransactionalConsumer[Any]") -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._owner._consumer
+        assert consumer is not None
+        stored = await self._owner.stored_offsets([tp.partition for tp in assigned])
+        for tp in assigned:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned), stored=stored)
