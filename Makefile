@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run demo stop test test-unit lint typecheck check bootstrap status
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage
 
 bootstrap: .venv/.synced
 
@@ -42,3 +42,8 @@ typecheck: bootstrap
 	$(PY) -m mypy shared/src services/*/src devstack/src
 
 check: lint typecheck test
+
+bench: bench-usage  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
+
+bench-usage: bootstrap  ## 1,000,000 usage records through Kafka into usage-sync's aggregator
+	$(PY) -m tollgate_devstack.bench.usage

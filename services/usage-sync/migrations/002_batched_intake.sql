@@ -2,7 +2,7 @@
 -- redelivery after a crash cannot double count. Upstream re-publishes (a relay that
 -- crashed after Kafka acknowledged) are dropped by a per-key watermark of cumulative units.
 CREATE TABLE key_watermarks (
-    key_id      uuid PRIMARY KEY,
+    key_id      text PRIMARY KEY,
     units_total bigint NOT NULL
 );
 

@@ -90,8 +90,10 @@ class TransactionalConsumer(Generic[E]):
         assert self._consumer is not None
         while True:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max)
-            for tp, records in batches.items():
-                await self._apply_with_retry(tp, records)
+            # Partitions are independent (each has its own offsets and, keyed by account,
+            # its own accounts), so their transactions run side by side; within one
+            # partition, batches stay strictly in order.
+            await asyncio.gather(*(self._apply_with_retry(tp, records) for tp, records in batches.items()))
 
     async def _apply_with_retry(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         events = await self._parse_or_dead_letter(records)

@@ -13,11 +13,13 @@ from tollgate_shared.contracts import (
     Money,
     PaymentSucceeded,
     SubscriptionStarted,
+    UsageIntake,
     UsageRecorded,
     UsageReported,
     event_id_for,
     keys_event,
     payments_event,
+    usage_intake,
 )
 
 SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
@@ -85,6 +87,35 @@ class TestMoney:
             Money(amount_minor=-1, currency="usd")
         with pytest.raises(ValidationError):
             Money(amount_minor=1, currency="US Dollars")
+
+
+class TestUsageIntake:
+    def test_parses_what_usage_recorded_serialises(self) -> None:
+        event = UsageRecorded(
+            key_id=uuid4(),
+            account_id="cus_1",
+            plan="p",
+            billing="metered",
+            units=3,
+            key_units_total=9,
+            route="/v1/x",
+            method="GET",
+            status=200,
+        )
+        intake = usage_intake.validate_json(event.model_dump_json())
+        assert intake["key_id"] == str(event.key_id) and intake["occurred_at"] == event.occurred_at
+        assert (intake["units"], intake["key_units_total"], intake["billing"]) == (3, 9, "metered")
+
+    def test_every_intake_field_exists_on_the_contract(self) -> None:
+        assert set(UsageIntake.__annotations__) <= set(UsageRecorded.model_fields)
+
+    @pytest.mark.parametrize("bad", [{"units": 0}, {"units": "x"}, {"billing": "free"}, {"occurred_at": "soon"}])
+    def test_refuses_what_the_contract_refuses(self, bad: dict[str, object]) -> None:
+        good = json.loads(
+            UsageRecorded(key_id=uuid4(), account_id="c", plan="p", billing="prepaid", units=1).model_dump_json()
+        )
+        with pytest.raises(ValidationError):
+            usage_intake.validate_python(good | bad)
 
 
 class TestUsage:

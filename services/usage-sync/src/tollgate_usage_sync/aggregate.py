@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts import UsageIntake
 from tollgate_shared.contracts.envelope import utcnow
 from tollgate_shared.logging import get_logger
 
@@ -27,7 +27,7 @@ class Windows:
 
 
 async def aggregate_batch(
-    conn: asyncpg.Connection, usages: list[UsageRecorded], meters: list[Meter], windows: Windows
+    conn: asyncpg.Connection, usages: list[UsageIntake], meters: list[Meter], windows: Windows
 ) -> int:
     """Add a batch of usage to its windows. Returns how many records counted (after dedup).
 
@@ -35,17 +35,17 @@ async def aggregate_batch(
     counted in the currently open window instead, and the adjustment is logged: late
     usage is billed late, never dropped.
     """
-    watermarks = await repo.watermarks(conn, [u.key_id for u in usages if u.key_units_total is not None])
+    watermarks = await repo.watermarks(conn, [u["key_id"] for u in usages if u.get("key_units_total") is not None])
     fresh, new_marks = fresh_usage(usages, watermarks)
     await repo.raise_watermarks(conn, new_marks)
     now = utcnow()
     sums: dict[WindowKey, int] = defaultdict(int)
     members: dict[WindowKey, set[str]] = defaultdict(set)
     for usage in fresh:
-        start = window_start(usage.occurred_at, windows.length)
+        start = window_start(usage["occurred_at"], windows.length)
         for meter in meters:
             if meter.matches(usage):
-                target = (usage.account_id, meter.name, start)
+                target = (usage["account_id"], meter.name, start)
                 if meter.counts_unique:
                     members[target].add(meter.member_of(usage))
                 else:

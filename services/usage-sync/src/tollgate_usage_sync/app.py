@@ -8,7 +8,7 @@ from pathlib import Path
 import stripe
 from fastapi import FastAPI
 
-from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts import UsageIntake, usage_intake
 from tollgate_shared.contracts.topics import USAGE_RECORDED
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, service_app
@@ -40,9 +40,9 @@ def build_app(settings: Settings) -> FastAPI:
     windows = Windows(timedelta(seconds=settings.window_seconds), settings.grace_seconds)
     client = stripe_client(settings)
     running: list[asyncio.Task[None]] = []
-    consumers: list[TransactionalConsumer[UsageRecorded]] = []
+    consumers: list[TransactionalConsumer[UsageIntake]] = []
 
-    async def apply(conn: object, usages: list[UsageRecorded]) -> None:
+    async def apply(conn: object, usages: list[UsageIntake]) -> None:
         await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
 
     async def report_forever() -> None:
@@ -67,7 +67,7 @@ def build_app(settings: Settings) -> FastAPI:
             topic=USAGE_RECORDED,
             group_id=settings.group_id,
             pool=runtime.pool,
-            parse=UsageRecorded.model_validate_json,
+            parse=usage_intake.validate_json,
             apply=apply,
             max_records=settings.batch_max_records,
         )

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts import UsageIntake
 
 Aggregation = Literal["sum", "count", "unique_keys", "unique_customers"]
 AGGREGATIONS: tuple[str, ...] = ("sum", "count", "unique_keys", "unique_customers")
@@ -33,25 +33,26 @@ class Meter:
         if unknown := set(self.filter) - FILTERS:
             raise ValueError(f"meter {self.name}: unknown filters {sorted(unknown)}")
 
-    def matches(self, usage: UsageRecorded) -> bool:
+    def matches(self, usage: UsageIntake) -> bool:
         f = self.filter
-        if "billing" in f and usage.billing != f["billing"]:
+        if "billing" in f and usage["billing"] != f["billing"]:
             return False
-        if "route" in f and not (usage.route and fnmatchcase(usage.route, f["route"])):
+        route = usage.get("route")
+        if "route" in f and not (route and fnmatchcase(route, f["route"])):
             return False
-        if "method" in f and (usage.method or "").upper() != f["method"].upper():
+        if "method" in f and (usage.get("method") or "").upper() != f["method"].upper():
             return False
-        return not ("status_class" in f and status_class(usage.status) != f["status_class"])
+        return not ("status_class" in f and status_class(usage.get("status")) != f["status_class"])
 
     @property
     def counts_unique(self) -> bool:
         return self.aggregation in ("unique_keys", "unique_customers")
 
-    def value_of(self, usage: UsageRecorded) -> int:
-        return usage.units if self.aggregation == "sum" else 1
+    def value_of(self, usage: UsageIntake) -> int:
+        return usage["units"] if self.aggregation == "sum" else 1
 
-    def member_of(self, usage: UsageRecorded) -> str:
-        return str(usage.key_id) if self.aggregation == "unique_keys" else usage.account_id
+    def member_of(self, usage: UsageIntake) -> str:
+        return usage["key_id"] if self.aggregation == "unique_keys" else usage["account_id"]
 
 
 def status_class(status: int | None) -> str | None:
@@ -74,7 +75,7 @@ def report_identifier(account_id: str, meter: str, start: datetime) -> str:
     return f"tg-{meter}-{account_id}-{int(start.timestamp())}"[:100]
 
 
-def fresh_usage(usages: list[UsageRecorded], watermarks: dict[str, int]) -> tuple[list[UsageRecorded], dict[str, int]]:
+def fresh_usage(usages: list[UsageIntake], watermarks: dict[str, int]) -> tuple[list[UsageIntake], dict[str, int]]:
     """Drop re-published duplicates: per key, only units beyond the watermark are new.
 
     `key_units_total` strictly increases per key and one key's records arrive in order
@@ -84,8 +85,8 @@ def fresh_usage(usages: list[UsageRecorded], watermarks: dict[str, int]) -> tupl
     marks = dict(watermarks)
     fresh = []
     for usage in usages:
-        total = usage.key_units_total
-        key = str(usage.key_id)
+        total = usage.get("key_units_total")
+        key = usage["key_id"]
         if total is None:
             fresh.append(usage)  # an old producer without totals: cannot dedup, count it
         elif total > marks.get(key, 0):

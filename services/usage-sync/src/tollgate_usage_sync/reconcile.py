@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import stripe
 
-from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts import UsageIntake
 
 from . import repo
 from .domain import Meter
@@ -34,7 +34,7 @@ class Difference:
 
 
 def recorded_totals(
-    usages: list[UsageRecorded], meters: list[Meter], start: datetime, end: datetime
+    usages: list[UsageIntake], meters: list[Meter], start: datetime, end: datetime
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Units keys recorded in [start, end): prepaid per account, and per (account, meter)."""
     seen: set[object] = set()
@@ -42,18 +42,19 @@ def recorded_totals(
     metered: dict[tuple[str, str], int] = defaultdict(int)
     members: dict[tuple[str, str], set[str]] = defaultdict(set)
     for u in usages:
-        identity = (u.key_id, u.key_units_total) if u.key_units_total is not None else u.event_id
-        if identity in seen or not start <= u.occurred_at < end:
+        total = u.get("key_units_total")
+        identity = (u["key_id"], total) if total is not None else u["event_id"]
+        if identity in seen or not start <= u["occurred_at"] < end:
             continue
         seen.add(identity)
-        if u.billing == "prepaid":
-            prepaid[u.account_id] += u.units
+        if u["billing"] == "prepaid":
+            prepaid[u["account_id"]] += u["units"]
         for m in meters:
             if m.matches(u):
                 if m.counts_unique:
-                    members[(u.account_id, m.name)].add(m.member_of(u))
+                    members[(u["account_id"], m.name)].add(m.member_of(u))
                 else:
-                    metered[(u.account_id, m.name)] += m.value_of(u)
+                    metered[(u["account_id"], m.name)] += m.value_of(u)
     for key, names in members.items():
         metered[key] += len(names)
     return dict(prepaid), dict(metered)
@@ -61,7 +62,7 @@ def recorded_totals(
 
 async def reconcile(
     *,
-    usages: list[UsageRecorded],
+    usages: list[UsageIntake],
     pool: asyncpg.Pool,
     client: stripe.StripeClient,
     ledger_url: str,
@@ -71,7 +72,7 @@ async def reconcile(
     customer: str | None = None,
 ) -> list[Difference]:
     if customer is not None:
-        usages = [u for u in usages if u.account_id == customer]
+        usages = [u for u in usages if u["account_id"] == customer]
     prepaid, metered = recorded_totals(usages, meters, start, end)
     async with pool.acquire() as conn:
         rows = await repo.usage_in(conn, start, end, customer)

@@ -2,30 +2,29 @@
 
 from collections import defaultdict
 from datetime import datetime
-from uuid import UUID
 
 import asyncpg
 
 WindowKey = tuple[str, str, datetime]
 
 
-async def watermarks(conn: asyncpg.Connection, key_ids: list[UUID]) -> dict[str, int]:
+async def watermarks(conn: asyncpg.Connection, key_ids: list[str]) -> dict[str, int]:
     if not key_ids:
         return {}
     rows = await conn.fetch(
-        "SELECT key_id, units_total FROM key_watermarks WHERE key_id = ANY($1::uuid[]) ORDER BY key_id FOR UPDATE",
+        "SELECT key_id, units_total FROM key_watermarks WHERE key_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE",
         list(set(key_ids)),
     )
-    return {str(r["key_id"]): r["units_total"] for r in rows}
+    return {r["key_id"]: r["units_total"] for r in rows}
 
 
 async def raise_watermarks(conn: asyncpg.Connection, marks: dict[str, int]) -> None:
     if marks:
         await conn.execute(
-            "INSERT INTO key_watermarks (key_id, units_total) SELECT * FROM unnest($1::uuid[], $2::bigint[]) "
+            "INSERT INTO key_watermarks (key_id, units_total) SELECT * FROM unnest($1::text[], $2::bigint[]) "
             "ON CONFLICT (key_id) DO UPDATE SET units_total = GREATEST(key_watermarks.units_total, "
             "EXCLUDED.units_total)",
-            [UUID(k) for k in marks],
+            list(marks),
             list(marks.values()),
         )
 

@@ -12,7 +12,7 @@ import pytest
 import stripe
 
 from tollgate_devstack.stack import STRIPE_API_KEY
-from tollgate_shared.contracts import UsageRecorded
+from tollgate_shared.contracts import UsageRecorded, usage_intake
 from tollgate_usage_sync.aggregate import Windows, aggregate_batch
 from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, load_meters
 from tollgate_usage_sync.ratelimit import TokenBucket
@@ -52,8 +52,9 @@ def usage(account: str, units: int, at: datetime, billing: str = "metered", **kw
 async def aggregate(
     pool: asyncpg.Pool, usages: list[UsageRecorded], meters: list[Meter] = METERS, windows: Windows = ACCEPTING
 ) -> int:
+    intake = [usage_intake.validate_json(u.model_dump_json()) for u in usages]
     async with pool.acquire() as conn, conn.transaction():
-        return await aggregate_batch(conn, usages, meters, windows)
+        return await aggregate_batch(conn, intake, meters, windows)
 
 
 async def windows_of(pool: asyncpg.Pool, account: str) -> list[asyncpg.Record]:

@@ -2,7 +2,7 @@
 
 from .checkout import PaymentsEvent, PaymentSucceeded, SubscriptionStarted, payments_event
 from .envelope import Event, Money, event_id_for
-from .keys import KeyIssued, KeyRevoked, KeysEvent, UsageRecorded, keys_event
+from .keys import KeyIssued, KeyRevoked, KeysEvent, UsageIntake, UsageRecorded, keys_event, usage_intake
 from .ledger import BalanceUpdated
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
@@ -19,9 +19,11 @@ __all__ = [
     "PaymentsEvent",
     "SubscriptionStarted",
     "Topic",
+    "UsageIntake",
     "UsageRecorded",
     "UsageReported",
     "event_id_for",
     "keys_event",
     "payments_event",
+    "usage_intake",
 ]

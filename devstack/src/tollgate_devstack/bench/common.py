@@ -1,0 +1,53 @@
+"""What every benchmark needs: the local infrastructure, a fresh schema, a fresh topic."""
+
+import asyncio
+import platform
+import secrets
+from pathlib import Path
+
+import asyncpg
+
+from tollgate_shared import db
+from tollgate_shared.bus import ensure_topics
+from tollgate_shared.contracts import Topic
+
+from ..stack import Stack
+
+
+def figure(name: str, value: float, unit: str) -> None:
+    print(f"bench: {name} {value:.0f} {unit}" if value >= 100 else f"bench: {name} {value:.2f} {unit}", flush=True)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def infrastructure() -> Stack:
+    """PostgreSQL and Kafka of the local stack (started if needed, left running)."""
+    stack = Stack()
+    from .. import infra
+
+    infra.start_postgres(stack.cfg, stack.procs)
+    infra.start_kafka(stack.cfg, stack.procs)
+    return stack
+
+
+async def fresh_schema(database_url: str, service_migrations: Path) -> tuple[str, asyncpg.Pool]:
+    schema = f"bench_{secrets.token_hex(4)}"
+    await db.migrate(database_url, schema, service_migrations)
+    return schema, await db.create_pool(database_url, schema, min_size=2, max_size=10)
+
+
+async def drop_schema(pool: asyncpg.Pool, schema: str) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await pool.close()
+
+
+async def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> Topic:
+    topic = Topic(f"bench.{prefix}.{secrets.token_hex(4)}", partitions=partitions)
+    await ensure_topics(bootstrap, (topic,))
+    await asyncio.sleep(0.5)
+    return topic

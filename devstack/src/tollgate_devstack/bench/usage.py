@@ -1,0 +1,153 @@
+"""`make bench-usage`: usage records through Kafka into usage-sync's aggregator.
+
+Measures, in one run on one machine: the raw Kafka consume rate of the topic (the
+limit), the aggregator's rate over the same records (parse, dedup watermark, window
+upserts and offsets in PostgreSQL, one transaction per partition batch), and the lag
+from the last record produced to its window being aggregated.
+"""
+
+import argparse
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tollgate_shared.contracts import UsageIntake, UsageRecorded, usage_intake
+from tollgate_shared.tx_consumer import TransactionalConsumer
+from tollgate_usage_sync.aggregate import Windows, aggregate_batch
+from tollgate_usage_sync.app import MIGRATIONS
+from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, load_meters
+
+from .common import drop_schema, figure, fresh_schema, fresh_topic, infrastructure, machine
+
+
+def records(n: int, accounts: int, keys_per_account: int, start_at: int = 0) -> list[tuple[bytes, bytes]]:
+    """n usage records as Kafka (key, value) pairs, as the keys service would publish them."""
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    keys = [
+        (f"cus_bench{a:05d}", uuid.UUID(int=a * 1000 + k + 1)) for a in range(accounts) for k in range(keys_per_account)
+    ]
+    totals = dict.fromkeys(range(len(keys)), start_at)
+    out = []
+    for i in range(n):
+        k = random.randrange(len(keys))
+        account, key_id = keys[k]
+        totals[k] += 1
+        occurred = base + timedelta(seconds=i % 3000)
+        value = (
+            UsageRecorded(
+                key_id=key_id,
+                account_id=account,
+                plan="metered",
+                billing="metered",
+                units=1,
+                key_units_total=totals[k],
+                route="/v1/things",
+                method="GET",
+                status=200,
+                occurred_at=occurred,
+            )
+            .model_dump_json()
+            .encode()
+        )
+        out.append((account.encode(), value))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, batch: list[tuple[bytes, bytes]]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for i in range(0, len(batch), 10_000):
+            futures = [await producer.send(topic, value, key=key) for key, value in batch[i : i + 10_000]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter()
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, partitions: int, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        max_poll_records=5000,
+        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        seen, started = 0, time.perf_counter()
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            seen += sum(len(r) for r in batches.values())
+        return n / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def main(n: int, accounts: int) -> None:
+    stack = infrastructure()
+    bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
+    print(f"bench-usage: {n:,} records, {accounts} accounts, on {machine()}", flush=True)
+    topic = await fresh_topic(bootstrap, "usage")
+    schema, pool = await fresh_schema(database_url, MIGRATIONS)
+    try:
+        data = records(n, accounts, keys_per_account=2)
+        t0 = time.perf_counter()
+        await produce(bootstrap, topic.name, data)
+        figure("usage.produced_per_s", n / (time.perf_counter() - t0), "records/s")
+        figure(
+            "usage.kafka_limit_per_s", await raw_consume_rate(bootstrap, topic.name, topic.partitions, n), "records/s"
+        )
+
+        meters = load_meters(DEFAULT_METERS_PATH)
+        windows = Windows(timedelta(hours=1), grace_seconds=7200)
+
+        async def apply(conn: object, usages: list[UsageIntake]) -> None:
+            await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
+
+        consumer = TransactionalConsumer[UsageIntake](
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            group_id=f"bench-{schema}",
+            pool=pool,
+            parse=usage_intake.validate_json,
+            apply=apply,
+        )
+        started = time.perf_counter()
+        await consumer.start()
+        while consumer.applied < n:
+            await asyncio.sleep(0.05)
+        figure("usage.aggregated_per_s", n / (time.perf_counter() - started), "records/s")
+
+        # Lag: with the aggregator caught up, a burst arrives; time from its last record
+        # produced to that record's window being committed.
+        burst = records(20_000, accounts, keys_per_account=2, start_at=10 * n)
+        last_produced = await produce(bootstrap, topic.name, burst)
+        while consumer.applied < n + len(burst):
+            await asyncio.sleep(0.005)
+        figure("usage.lag_ms", (time.perf_counter() - last_produced) * 1000, "ms")
+        await consumer.stop()
+        async with pool.acquire() as conn:
+            total = await conn.fetchval("SELECT sum(value) FROM usage_windows")
+        if total != n + len(burst):
+            raise SystemExit(f"aggregated {total} units, expected {n + len(burst)}")
+        print(f"bench-usage: windows hold exactly {total:,} units: every record counted once", flush=True)
+    finally:
+        await drop_schema(pool, schema)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=1000)
+    args = parser.parse_args()
+    asyncio.run(main(args.records, args.accounts))
