@@ -40,7 +40,7 @@ class Instance:
                 {
                     "meters": [
                         {
-                            "name": "api_calls",
+                            "name": f"crash_calls_{self.tag}",  # its own identifiers, apart from the stack's usage-sync
                             "stripe_event_name": f"crash_{self.tag}",
                             "aggregation": "sum",
                             "filter": {"billing": "metered", "route": self.route},
