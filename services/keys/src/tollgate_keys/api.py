@@ -34,18 +34,21 @@ def verdict_body(v: Verdict) -> dict[str, Any]:
     body: dict[str, Any] = {"isValid": v.valid, "unitsConsumed": v.consumed}
     if v.reason:
         body["reason"] = v.reason
-    if v.key is not None:
-        body["keyId"] = str(v.key.id)
+    k = v.state
+    if k is not None:
+        body["keyId"] = str(k.key_id)
         body["quota"] = (
             None
-            if v.key.quota_limit is None
-            else {
-                "limit": v.key.quota_limit,
-                "used": v.key.quota_used,
-                "remaining": max(v.key.quota_limit - v.key.quota_used, 0),
-            }
+            if k.quota_limit is None or k.quota_used is None
+            else {"limit": k.quota_limit, "used": k.quota_used, "remaining": max(k.quota_limit - k.quota_used, 0)}
         )
-        body["expiresAt"] = v.key.expires_at.isoformat() if v.key.expires_at else None
+        body["expiresAt"] = k.expires_at.isoformat() if k.expires_at else None
+        if k.rate_limit is not None and k.rate_reset is not None:
+            body["rateLimit"] = {
+                "limit": k.rate_limit,
+                "remaining": k.rate_remaining,
+                "resetAt": k.rate_reset.isoformat(),
+            }
     return body
 
 

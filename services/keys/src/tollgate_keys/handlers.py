@@ -8,12 +8,12 @@ from cryptography.fernet import Fernet
 
 from tollgate_shared import outbox
 from tollgate_shared.contracts import KeyIssued, KeyRevoked, PaymentSucceeded, SubscriptionStarted, UsageRecorded
-from tollgate_shared.contracts.envelope import event_id_for, utcnow
+from tollgate_shared.contracts.envelope import event_id_for
 from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
 from tollgate_shared.logging import get_logger
 
 from . import keyformat, repo
-from .domain import Reason, refusal
+from .domain import Reason, limits_from_features
 
 log = get_logger(__name__)
 
@@ -42,6 +42,7 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
             quota_limit=quota,
             features=list(fact.features),
             source_ref=fact.checkout_session_id,
+            limits=limits_from_features(fact.features),
         )
         if not created:
             log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)
@@ -83,7 +84,7 @@ class Validate:
 
 @dataclass(frozen=True)
 class Verdict:
-    key: repo.KeyRow | None
+    state: repo.Consumed | None
     consumed: int
     reason: Reason | None
 
@@ -96,33 +97,32 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets) -
     if not keyformat.is_well_formed(cmd.api_key):
         return Verdict(None, 0, "malformed")  # a typo never reaches the database
     key_hash = keyformat.hash_key(secrets.hash_secret, cmd.api_key)
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        state = await repo.check_and_consume(conn, key_hash, cmd.units, cmd.consume)
+        if state.outcome != "ok":
+            return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
         if not cmd.consume:
-            key = await repo.find_by_hash(conn, key_hash)
-            return Verdict(key, 0, refusal(key, cmd.units, utcnow()))
-        async with conn.transaction():
-            key = await repo.consume(conn, key_hash, cmd.units)
-            if key is None:
-                current = await repo.find_by_hash(conn, key_hash)
-                return Verdict(current, 0, refusal(current, cmd.units, utcnow()) or "quota_exceeded")
-            # The usage event commits with the quota change: recorded before we answer.
-            await outbox.add(
-                conn,
-                USAGE_RECORDED,
-                key.account_id,
-                UsageRecorded(
-                    key_id=key.id,
-                    account_id=key.account_id,
-                    plan=key.plan,
-                    billing=key.billing,  # type: ignore[arg-type]
-                    units=cmd.units,
-                    key_units_total=key.quota_used,
-                    route=cmd.route,
-                    method=cmd.method,
-                    status=cmd.status,
-                ),
-            )
-    return Verdict(key, cmd.units, None)
+            return Verdict(state, 0, None)
+        # The usage event commits with the quota change: recorded before we answer.
+        assert state.key_id is not None
+        assert state.account_id is not None
+        await outbox.add(
+            conn,
+            USAGE_RECORDED,
+            state.account_id,
+            UsageRecorded(
+                key_id=state.key_id,
+                account_id=state.account_id,
+                plan=state.plan or "",
+                billing=state.billing,  # type: ignore[arg-type]
+                units=cmd.units,
+                key_units_total=state.quota_used,
+                route=cmd.route,
+                method=cmd.method,
+                status=cmd.status,
+            ),
+        )
+    return Verdict(state, cmd.units, None)
 
 
 async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyRow | None:

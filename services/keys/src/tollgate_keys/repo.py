@@ -6,6 +6,10 @@ from uuid import UUID
 
 import asyncpg
 
+from .domain import Limits
+
+NO_LIMITS = Limits()
+
 COLUMNS = "id, account_id, key_display, plan, billing, quota_limit, quota_used, status, expires_at, features"
 
 
@@ -35,13 +39,15 @@ async def insert_key(
     quota_limit: int | None,
     features: list[str],
     source_ref: str,
+    limits: Limits = NO_LIMITS,
 ) -> bool:
     """False if a key for this source (Checkout Session) already exists."""
     return (
         await conn.fetchval(
-            "INSERT INTO keys "
-            "(id, account_id, key_hash, key_display, plan, billing, quota_limit, features, source_ref) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source_ref) DO NOTHING RETURNING true",
+            "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, "
+            "  source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+            "ON CONFLICT (source_ref) DO NOTHING RETURNING true",
             key_id,
             account_id,
             key_hash,
@@ -51,26 +57,36 @@ async def insert_key(
             quota_limit,
             features,
             source_ref,
+            limits.requests_per_minute,
+            limits.requests_per_hour,
+            limits.requests_per_day,
+            limits.units_per_minute,
         )
         is not None
     )
 
 
-async def consume(conn: asyncpg.Connection, key_hash: bytes, units: int) -> KeyRow | None:
-    """Take `units` from the key's quota if, and only if, all of it fits.
+@dataclass(frozen=True)
+class Consumed:
+    """What the `consume` function decided, and the key's state after it."""
 
-    One conditional UPDATE: PostgreSQL's row lock serialises concurrent consumers of
-    one key, and each re-checks the condition on the latest row version, so no
-    interleaving of callers or replicas can take a unit beyond the limit.
-    """
-    row = await conn.fetchrow(
-        f"UPDATE keys SET quota_used = quota_used + $2 "
-        f"WHERE key_hash = $1 AND status = 'active' AND (expires_at IS NULL OR expires_at > now()) "
-        f"  AND (quota_limit IS NULL OR quota_used + $2 <= quota_limit) RETURNING {COLUMNS}",
-        key_hash,
-        units,
-    )
-    return KeyRow(**row) if row else None
+    outcome: str
+    key_id: UUID | None
+    account_id: str | None
+    plan: str | None
+    billing: str | None
+    quota_limit: int | None
+    quota_used: int | None
+    expires_at: datetime | None
+    rate_limit: int | None
+    rate_remaining: int | None
+    rate_reset: datetime | None
+
+
+async def check_and_consume(conn: asyncpg.Connection, key_hash: bytes, units: int, consume: bool) -> Consumed:
+    """One round trip: refuse with a reason, or consume quota and rate windows together."""
+    row = await conn.fetchrow("SELECT * FROM consume($1, $2, $3)", key_hash, units, consume)
+    return Consumed(**row)
 
 
 async def find_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | None:

@@ -3,6 +3,7 @@
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import asyncpg
@@ -10,10 +11,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tollgate_keys import keyformat, repo
+from tollgate_keys.domain import Limits
 from tollgate_keys.handlers import KeySecrets, Validate, issue_key, revoke_key, validate_key
 from tollgate_shared.contracts import Money, PaymentSucceeded
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
+NO_LIMITS = Limits()
 SECRETS = KeySecrets("test", b"integration-hash-secret", Fernet(Fernet.generate_key()))
 
 
@@ -22,7 +25,7 @@ async def pool(private_schema: MakePool) -> asyncpg.Pool:
     return await private_schema("keys")
 
 
-async def a_key(pool: asyncpg.Pool, quota: int | None = 100) -> str:
+async def a_key(pool: asyncpg.Pool, quota: int | None = 100, limits: Limits = NO_LIMITS) -> str:
     plaintext = keyformat.generate("test")
     async with pool.acquire() as conn:
         await repo.insert_key(
@@ -36,6 +39,7 @@ async def a_key(pool: asyncpg.Pool, quota: int | None = 100) -> str:
             quota_limit=quota,
             features=[],
             source_ref=f"cs_{secrets.token_hex(6)}",
+            limits=limits,
         )
     return plaintext
 
@@ -70,8 +74,8 @@ class TestValidate:
         verdict = await validate_key(Validate(key, 3, consume=True), pool, SECRETS)
         assert verdict.valid
         assert verdict.consumed == 3
-        assert verdict.key
-        assert verdict.key.quota_used == 3
+        assert verdict.state
+        assert verdict.state.quota_used == 3
         async with pool.acquire() as conn:
             usage = await conn.fetch("SELECT payload FROM outbox WHERE topic = 'usage.recorded'")
         assert [u["payload"]["units"] for u in usage] == [3]
@@ -81,16 +85,16 @@ class TestValidate:
         verdict = await validate_key(Validate(key, 5, consume=False), pool, SECRETS)
         assert verdict.valid
         assert verdict.consumed == 0
-        assert verdict.key
-        assert verdict.key.quota_used == 0
+        assert verdict.state
+        assert verdict.state.quota_used == 0
 
     async def test_a_request_that_does_not_fit_takes_nothing(self, pool: asyncpg.Pool) -> None:
         key = await a_key(pool, quota=10)
         await validate_key(Validate(key, 8, consume=True), pool, SECRETS)
         verdict = await validate_key(Validate(key, 3, consume=True), pool, SECRETS)
         assert verdict.reason == "quota_exceeded"
-        assert verdict.key
-        assert verdict.key.quota_used == 8
+        assert verdict.state
+        assert verdict.state.quota_used == 8
 
     async def test_unknown_and_malformed_keys_are_not_valid(self, pool: asyncpg.Pool) -> None:
         unknown = keyformat.generate("test")
@@ -100,8 +104,8 @@ class TestValidate:
     async def test_a_revoked_key_is_refused(self, pool: asyncpg.Pool) -> None:
         key = await a_key(pool)
         first = await validate_key(Validate(key, 1, True), pool, SECRETS)
-        assert first.key is not None
-        await revoke_key(first.key.id, "test", pool)
+        assert first.state is not None
+        await revoke_key(first.state.key_id, "test", pool)
         assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).reason == "revoked"
 
     async def test_concurrent_callers_never_get_more_than_the_quota(self, pool: asyncpg.Pool) -> None:
@@ -111,3 +115,70 @@ class TestValidate:
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT quota_used FROM keys") == 40
             assert await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'usage.recorded'") == 40
+
+
+async def a_fresh_minute() -> None:
+    """Fixed windows: keep a test's calls inside one clock minute."""
+    if datetime.now(UTC).second >= 50:
+        await asyncio.sleep(61 - datetime.now(UTC).second)
+
+
+async def quota_used(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT sum(quota_used) FROM keys"))
+
+
+class TestRateLimits:
+    async def test_concurrent_callers_get_exactly_the_per_minute_limit(self, pool: asyncpg.Pool) -> None:
+        key = await a_key(pool, quota=None, limits=Limits(requests_per_minute=25))
+        await a_fresh_minute()
+        verdicts = await asyncio.gather(*(validate_key(Validate(key, 1, True), pool, SECRETS) for _ in range(64)))
+        assert sum(v.valid for v in verdicts) == 25
+        assert {v.reason for v in verdicts if not v.valid} == {"rate_limited"}
+        assert await quota_used(pool) == 25  # a refused call consumed nothing
+
+    async def test_units_per_minute_counts_units_not_calls(self, pool: asyncpg.Pool) -> None:
+        key = await a_key(pool, quota=None, limits=Limits(units_per_minute=10))
+        await a_fresh_minute()
+        answers = [await validate_key(Validate(key, 3, True), pool, SECRETS) for _ in range(4)]
+        assert [v.valid for v in answers] == [True, True, True, False]
+        assert answers[-1].reason == "rate_limited"
+
+    async def test_the_answer_says_how_many_calls_are_left_and_when_the_window_resets(self, pool: asyncpg.Pool) -> None:
+        key = await a_key(pool, limits=Limits(requests_per_minute=5, requests_per_hour=100))
+        await a_fresh_minute()
+        verdict = await validate_key(Validate(key, 1, True), pool, SECRETS)
+        assert verdict.state is not None
+        assert (verdict.state.rate_limit, verdict.state.rate_remaining) == (5, 4)
+        assert verdict.state.rate_reset is not None and verdict.state.rate_reset.second == 0
+
+    async def test_checking_without_consuming_does_not_count(self, pool: asyncpg.Pool) -> None:
+        key = await a_key(pool, limits=Limits(requests_per_minute=1))
+        await a_fresh_minute()
+        for _ in range(3):
+            assert (await validate_key(Validate(key, 1, False), pool, SECRETS)).valid
+        assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).valid
+
+    async def test_a_quota_refusal_takes_precedence_and_changes_nothing(self, pool: asyncpg.Pool) -> None:
+        key = await a_key(pool, quota=2, limits=Limits(requests_per_minute=100))
+        await validate_key(Validate(key, 2, True), pool, SECRETS)
+        refused = await validate_key(Validate(key, 1, True), pool, SECRETS)
+        assert refused.reason == "quota_exceeded"
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT sum(requests) FROM rate_counters WHERE period = 'minute'") == 1
+
+
+class TestStatus:
+    @pytest.mark.parametrize(
+        ("change", "reason"),
+        [
+            ("status = 'suspended'", "suspended"),
+            ("expires_at = now() - interval '1 second'", "expired"),
+        ],
+    )
+    async def test_a_suspended_or_expired_key_is_refused(self, pool: asyncpg.Pool, change: str, reason: str) -> None:
+        key = await a_key(pool)
+        async with pool.acquire() as conn:
+            await conn.execute(f"UPDATE keys SET {change}")
+        assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).reason == reason
+        assert await quota_used(pool) == 0
