@@ -11,6 +11,7 @@ from tollgate_shared.http import ApiError
 from tollgate_shared.runtime import Runtime
 
 from . import repo
+from .batcher import Batcher
 from .handlers import KeySecrets, Validate, Verdict, revoke_key, validate_key
 
 MAX_UNITS = 1_000_000
@@ -66,7 +67,7 @@ def key_body(k: repo.KeyRow) -> dict[str, Any]:
     }
 
 
-def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter:
+def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Batcher) -> APIRouter:
     r = APIRouter()
 
     def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -79,7 +80,7 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter
     @r.post("/v1/keys/validate")
     async def validate(body: ValidateRequest) -> dict[str, Any]:
         cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
-        return verdict_body(await validate_key(cmd, runtime.pool, secrets))
+        return verdict_body(await validate_key(cmd, runtime.pool, secrets, batcher))
 
     @r.post("/v1/admin/keys/{key_id}/revoke", dependencies=admin)
     async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> dict[str, Any]:

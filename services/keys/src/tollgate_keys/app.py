@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from tollgate_shared.runtime import Runtime, service_app
 
 from . import api, consumers
+from .batcher import Batcher
 from .config import Settings
 from .handlers import KeySecrets
 
@@ -15,11 +16,21 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def build_app(settings: Settings) -> FastAPI:
-    runtime = Runtime("keys", "keys", settings, MIGRATIONS)
+    runtime = Runtime("keys", settings.schema_name, settings, MIGRATIONS)
     secrets = KeySecrets(
         environment=settings.key_environment,
         hash_secret=settings.hash_secret.get_secret_value().encode(),
         delivery=Fernet(settings.delivery_key.get_secret_value()),
     )
     consumers.register(runtime.broker, runtime, secrets)
-    return service_app(runtime, api.router(runtime, secrets, settings.admin_token.get_secret_value()))
+    batcher = Batcher(lambda: runtime.pool)
+
+    async def start() -> None:
+        batcher.start()
+
+    return service_app(
+        runtime,
+        api.router(runtime, secrets, settings.admin_token.get_secret_value(), batcher),
+        on_start=[start],
+        on_stop=[batcher.stop],
+    )

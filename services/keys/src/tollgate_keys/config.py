@@ -10,6 +10,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="KEYS_")
 
     http_port: int = 8103
+    schema_name: str = "keys"
     key_environment: Literal["live", "test"] = "test"
     hash_secret: SecretStr
     delivery_key: SecretStr  # Fernet key shared with the notifier, to carry new keys to the email

@@ -7,12 +7,13 @@ import asyncpg
 from cryptography.fernet import Fernet
 
 from tollgate_shared import outbox
-from tollgate_shared.contracts import KeyIssued, KeyRevoked, PaymentSucceeded, SubscriptionStarted, UsageRecorded
+from tollgate_shared.contracts import KeyIssued, KeyRevoked, PaymentSucceeded, SubscriptionStarted
 from tollgate_shared.contracts.envelope import event_id_for
-from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
+from tollgate_shared.contracts.topics import KEYS_EVENTS
 from tollgate_shared.logging import get_logger
 
 from . import keyformat, repo
+from .batcher import Batcher, Request
 from .domain import Reason, limits_from_features
 
 log = get_logger(__name__)
@@ -93,36 +94,18 @@ class Verdict:
         return self.reason is None
 
 
-async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets) -> Verdict:
+async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, batcher: Batcher) -> Verdict:
     if not keyformat.is_well_formed(cmd.api_key):
         return Verdict(None, 0, "malformed")  # a typo never reaches the database
     key_hash = keyformat.hash_key(secrets.hash_secret, cmd.api_key)
-    async with pool.acquire() as conn, conn.transaction():
-        state = await repo.check_and_consume(conn, key_hash, cmd.units, cmd.consume)
-        if state.outcome != "ok":
-            return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
-        if not cmd.consume:
-            return Verdict(state, 0, None)
-        # The usage event commits with the quota change: recorded before we answer.
-        assert state.key_id is not None
-        assert state.account_id is not None
-        await outbox.add(
-            conn,
-            USAGE_RECORDED,
-            state.account_id,
-            UsageRecorded(
-                key_id=state.key_id,
-                account_id=state.account_id,
-                plan=state.plan or "",
-                billing=state.billing,  # type: ignore[arg-type]
-                units=cmd.units,
-                key_units_total=state.quota_used,
-                route=cmd.route,
-                method=cmd.method,
-                status=cmd.status,
-            ),
-        )
-    return Verdict(state, cmd.units, None)
+    if cmd.consume:
+        state = await batcher.consume(Request(key_hash, cmd.units, cmd.route, cmd.method, cmd.status))
+    else:
+        async with pool.acquire() as conn:
+            state = await repo.check_and_consume(conn, key_hash, cmd.units, consume=False)
+    if state.outcome != "ok":
+        return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
+    return Verdict(state, cmd.units if cmd.consume else 0, None)
 
 
 async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyRow | None:

@@ -2,7 +2,7 @@
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -11,8 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tollgate_keys import keyformat, repo
+from tollgate_keys.batcher import Batcher
 from tollgate_keys.domain import Limits
-from tollgate_keys.handlers import KeySecrets, Validate, issue_key, revoke_key, validate_key
+from tollgate_keys.handlers import KeySecrets, Validate, Verdict, issue_key, revoke_key, validate_key
 from tollgate_shared.contracts import Money, PaymentSucceeded
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
@@ -23,6 +24,21 @@ SECRETS = KeySecrets("test", b"integration-hash-secret", Fernet(Fernet.generate_
 @pytest.fixture
 async def pool(private_schema: MakePool) -> asyncpg.Pool:
     return await private_schema("keys")
+
+
+Check = Callable[[Validate], Awaitable[Verdict]]
+
+
+@pytest.fixture
+async def validate(pool: asyncpg.Pool) -> AsyncIterator[Check]:
+    batcher = Batcher(lambda: pool)
+    batcher.start()
+
+    async def check(cmd: Validate) -> Verdict:
+        return await validate_key(cmd, pool, SECRETS, batcher)
+
+    yield check
+    await batcher.stop()
 
 
 async def a_key(pool: asyncpg.Pool, quota: int | None = 100, limits: Limits = NO_LIMITS) -> str:
@@ -45,7 +61,9 @@ async def a_key(pool: asyncpg.Pool, quota: int | None = 100, limits: Limits = NO
 
 
 class TestIssue:
-    async def test_one_key_per_checkout_session_and_only_its_hash_is_stored(self, pool: asyncpg.Pool) -> None:
+    async def test_one_key_per_checkout_session_and_only_its_hash_is_stored(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
         fact = PaymentSucceeded(
             account_id="cus_issue",
             customer_email="a@example.com",
@@ -69,9 +87,9 @@ class TestIssue:
 
 
 class TestValidate:
-    async def test_consuming_counts_units_and_records_usage(self, pool: asyncpg.Pool) -> None:
+    async def test_consuming_counts_units_and_records_usage(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)
-        verdict = await validate_key(Validate(key, 3, consume=True), pool, SECRETS)
+        verdict = await validate(Validate(key, 3, consume=True))
         assert verdict.valid
         assert verdict.consumed == 3
         assert verdict.state
@@ -80,37 +98,37 @@ class TestValidate:
             usage = await conn.fetch("SELECT payload FROM outbox WHERE topic = 'usage.recorded'")
         assert [u["payload"]["units"] for u in usage] == [3]
 
-    async def test_checking_without_consuming_changes_nothing(self, pool: asyncpg.Pool) -> None:
+    async def test_checking_without_consuming_changes_nothing(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)
-        verdict = await validate_key(Validate(key, 5, consume=False), pool, SECRETS)
+        verdict = await validate(Validate(key, 5, consume=False))
         assert verdict.valid
         assert verdict.consumed == 0
         assert verdict.state
         assert verdict.state.quota_used == 0
 
-    async def test_a_request_that_does_not_fit_takes_nothing(self, pool: asyncpg.Pool) -> None:
+    async def test_a_request_that_does_not_fit_takes_nothing(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool, quota=10)
-        await validate_key(Validate(key, 8, consume=True), pool, SECRETS)
-        verdict = await validate_key(Validate(key, 3, consume=True), pool, SECRETS)
+        await validate(Validate(key, 8, consume=True))
+        verdict = await validate(Validate(key, 3, consume=True))
         assert verdict.reason == "quota_exceeded"
         assert verdict.state
         assert verdict.state.quota_used == 8
 
-    async def test_unknown_and_malformed_keys_are_not_valid(self, pool: asyncpg.Pool) -> None:
+    async def test_unknown_and_malformed_keys_are_not_valid(self, pool: asyncpg.Pool, validate: Check) -> None:
         unknown = keyformat.generate("test")
-        assert (await validate_key(Validate(unknown, 1, True), pool, SECRETS)).reason == "not_found"
-        assert (await validate_key(Validate("tg_test_nope", 1, True), pool, SECRETS)).reason == "malformed"
+        assert (await validate(Validate(unknown, 1, True))).reason == "not_found"
+        assert (await validate(Validate("tg_test_nope", 1, True))).reason == "malformed"
 
-    async def test_a_revoked_key_is_refused(self, pool: asyncpg.Pool) -> None:
+    async def test_a_revoked_key_is_refused(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)
-        first = await validate_key(Validate(key, 1, True), pool, SECRETS)
+        first = await validate(Validate(key, 1, True))
         assert first.state is not None
         await revoke_key(first.state.key_id, "test", pool)
-        assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).reason == "revoked"
+        assert (await validate(Validate(key, 1, True))).reason == "revoked"
 
-    async def test_concurrent_callers_never_get_more_than_the_quota(self, pool: asyncpg.Pool) -> None:
+    async def test_concurrent_callers_never_get_more_than_the_quota(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool, quota=40)
-        verdicts = await asyncio.gather(*(validate_key(Validate(key, 1, True), pool, SECRETS) for _ in range(64)))
+        verdicts = await asyncio.gather(*(validate(Validate(key, 1, True)) for _ in range(64)))
         assert sum(v.valid for v in verdicts) == 40
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT quota_used FROM keys") == 40
@@ -129,40 +147,46 @@ async def quota_used(pool: asyncpg.Pool) -> int:
 
 
 class TestRateLimits:
-    async def test_concurrent_callers_get_exactly_the_per_minute_limit(self, pool: asyncpg.Pool) -> None:
+    async def test_concurrent_callers_get_exactly_the_per_minute_limit(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
         key = await a_key(pool, quota=None, limits=Limits(requests_per_minute=25))
         await a_fresh_minute()
-        verdicts = await asyncio.gather(*(validate_key(Validate(key, 1, True), pool, SECRETS) for _ in range(64)))
+        verdicts = await asyncio.gather(*(validate(Validate(key, 1, True)) for _ in range(64)))
         assert sum(v.valid for v in verdicts) == 25
         assert {v.reason for v in verdicts if not v.valid} == {"rate_limited"}
         assert await quota_used(pool) == 25  # a refused call consumed nothing
 
-    async def test_units_per_minute_counts_units_not_calls(self, pool: asyncpg.Pool) -> None:
+    async def test_units_per_minute_counts_units_not_calls(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool, quota=None, limits=Limits(units_per_minute=10))
         await a_fresh_minute()
-        answers = [await validate_key(Validate(key, 3, True), pool, SECRETS) for _ in range(4)]
+        answers = [await validate(Validate(key, 3, True)) for _ in range(4)]
         assert [v.valid for v in answers] == [True, True, True, False]
         assert answers[-1].reason == "rate_limited"
 
-    async def test_the_answer_says_how_many_calls_are_left_and_when_the_window_resets(self, pool: asyncpg.Pool) -> None:
+    async def test_the_answer_says_how_many_calls_are_left_and_when_the_window_resets(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
         key = await a_key(pool, limits=Limits(requests_per_minute=5, requests_per_hour=100))
         await a_fresh_minute()
-        verdict = await validate_key(Validate(key, 1, True), pool, SECRETS)
+        verdict = await validate(Validate(key, 1, True))
         assert verdict.state is not None
         assert (verdict.state.rate_limit, verdict.state.rate_remaining) == (5, 4)
         assert verdict.state.rate_reset is not None and verdict.state.rate_reset.second == 0
 
-    async def test_checking_without_consuming_does_not_count(self, pool: asyncpg.Pool) -> None:
+    async def test_checking_without_consuming_does_not_count(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool, limits=Limits(requests_per_minute=1))
         await a_fresh_minute()
         for _ in range(3):
-            assert (await validate_key(Validate(key, 1, False), pool, SECRETS)).valid
-        assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).valid
+            assert (await validate(Validate(key, 1, False))).valid
+        assert (await validate(Validate(key, 1, True))).valid
 
-    async def test_a_quota_refusal_takes_precedence_and_changes_nothing(self, pool: asyncpg.Pool) -> None:
+    async def test_a_quota_refusal_takes_precedence_and_changes_nothing(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
         key = await a_key(pool, quota=2, limits=Limits(requests_per_minute=100))
-        await validate_key(Validate(key, 2, True), pool, SECRETS)
-        refused = await validate_key(Validate(key, 1, True), pool, SECRETS)
+        await validate(Validate(key, 2, True))
+        refused = await validate(Validate(key, 1, True))
         assert refused.reason == "quota_exceeded"
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT sum(requests) FROM rate_counters WHERE period = 'minute'") == 1
@@ -176,9 +200,11 @@ class TestStatus:
             ("expires_at = now() - interval '1 second'", "expired"),
         ],
     )
-    async def test_a_suspended_or_expired_key_is_refused(self, pool: asyncpg.Pool, change: str, reason: str) -> None:
+    async def test_a_suspended_or_expired_key_is_refused(
+        self, pool: asyncpg.Pool, validate: Check, change: str, reason: str
+    ) -> None:
         key = await a_key(pool)
         async with pool.acquire() as conn:
             await conn.execute(f"UPDATE keys SET {change}")
-        assert (await validate_key(Validate(key, 1, True), pool, SECRETS)).reason == reason
+        assert (await validate(Validate(key, 1, True))).reason == reason
         assert await quota_used(pool) == 0

@@ -1,0 +1,178 @@
+"""`make bench-keys`: consuming validations through the keys service, and the PostgreSQL limit.
+
+One keys-service process (one uvicorn worker) on a fresh schema with 1,000 metered keys;
+the load generator is a separate process. Measured in one run: p50/p99/p99.9 at a fixed
+1,000 validations/s, validations/s flat out, and the limit: pgbench driving the same
+statement the service runs per validation (the consume() function and the outbox insert,
+in one transaction) directly against PostgreSQL.
+"""
+
+import asyncio
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+from cryptography.fernet import Fernet
+
+from tollgate_keys import keyformat
+from tollgate_keys.app import MIGRATIONS
+
+from .. import infra
+from ..processes import wait_until
+from .common import drop_schema, figure, fresh_schema, infrastructure, machine
+
+KEYS = 1000
+HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def loadgen(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tollgate_devstack.bench.loadgen",
+            "--port",
+            str(port),
+            "--keys-file",
+            str(keys_file),
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def pgbench_tps(port: int, schema: str, seconds: int) -> float:
+    script = Path(tempfile.mkdtemp()) / "consume.sql"
+    script.write_text(
+        f"\\set k random(1, {KEYS})\n"
+        "BEGIN;\n"
+        "SELECT * FROM consume(sha256(convert_to(:k::text, 'UTF8')), 1, true);\n"
+        # The row the service writes to its outbox, marked published so no relay picks it up.
+        "INSERT INTO outbox (topic, key, event_id, payload, published_at) "
+        "VALUES ('usage.recorded', 'cus_bench', gen_random_uuid(), '{\"units\": 1}', now());\n"
+        "COMMIT;\n"
+    )
+    out = subprocess.run(
+        [
+            str(infra.postgres_bin() / "pgbench"),
+            "-n",
+            "-c",
+            "16",
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            str(script),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "tollgate",
+            "tollgate",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PGOPTIONS": f"-c search_path={schema}"},
+    )
+    match = re.search(r"tps = ([\d.]+)", out.stdout)
+    if not match:
+        raise SystemExit(out.stdout + out.stderr)
+    return float(match.group(1))
+
+
+async def seed(pool: object, keys_file: Path) -> None:
+    plaintexts = [keyformat.generate("test") for _ in range(KEYS)]
+    keys_file.write_text("\n".join(plaintexts))
+    rows = [
+        (uuid4(), f"cus_bench{i:04d}", keyformat.hash_key(HASH_SECRET.encode(), k), f"cs_http_{i}")
+        for i, k in enumerate(plaintexts)
+    ]
+    async with pool.acquire() as conn:  # type: ignore[attr-defined]
+        await conn.executemany(
+            "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, source_ref) "
+            "VALUES ($1, $2, $3, 'tg_test_…', 'metered', 'metered', $4)",
+            rows,
+        )
+        # pgbench's keys: hashes it can compute itself (sha256 of the key number).
+        await conn.execute(
+            "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, source_ref) "
+            "SELECT gen_random_uuid(), 'cus_pg' || k, sha256(convert_to(k::text, 'UTF8')), 'x', 'metered', "
+            "'metered', 'cs_pg_' || k FROM generate_series(1, $1) k",
+            KEYS,
+        )
+
+
+async def main() -> None:
+    stack = infrastructure()
+    cfg = stack.cfg
+    print(f"bench-keys: {KEYS} keys, one keys-service process, on {machine()}", flush=True)
+    schema, pool = await fresh_schema(cfg.database_url, MIGRATIONS)
+    keys_file = Path(tempfile.mkdtemp()) / "keys.txt"
+    port = free_port()
+    name = f"bench-keys-{schema}"
+    try:
+        await seed(pool, keys_file)
+        stack.procs.start(
+            name,
+            [sys.executable, "-m", "tollgate_keys"],
+            {
+                "KEYS_DATABASE_URL": cfg.database_url,
+                "KEYS_KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap,
+                "KEYS_HTTP_PORT": str(port),
+                "KEYS_SCHEMA_NAME": schema,
+                "KEYS_HASH_SECRET": HASH_SECRET,
+                "KEYS_DELIVERY_KEY": Fernet.generate_key().decode(),
+                "KEYS_ADMIN_TOKEN": "bench-admin-token-unused",
+                "KEYS_DB_POOL_MAX": "20",
+                "KEYS_LOG_LEVEL": "WARNING",
+            },
+        )
+        wait_until(
+            "keys service",
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200,
+            60,
+            lambda: stack.procs.log_tail(name),
+        )
+        loadgen(port, keys_file, rate=0, seconds=3)  # warm up
+        fixed = loadgen(port, keys_file, rate=1000, seconds=10)
+        flat = loadgen(port, keys_file, rate=0, seconds=10)
+        limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
+        print(f"bench-keys: at 1,000/s {json.dumps(fixed)}", flush=True)
+        print(f"bench-keys: flat out {json.dumps(flat)}", flush=True)
+        figure("keys.validate_per_s", flat["rate"], "validations/s")
+        figure("keys.p50_ms_flat_out", flat["p50_ms"], "ms")
+        figure("keys.p99_ms_flat_out", flat["p99_ms"], "ms")
+        figure("keys.p50_ms_at_1000", fixed["p50_ms"], "ms")
+        figure("keys.p99_ms_at_1000", fixed["p99_ms"], "ms")
+        figure("keys.p999_ms_at_1000", fixed["p999_ms"], "ms")
+        figure("keys.pg_limit_per_s", limit, "tx/s")
+        if fixed["errors"] or flat["errors"]:
+            raise SystemExit(f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out")
+    finally:
+        stack.procs.stop(name)
+        await drop_schema(pool, schema)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
