@@ -151,6 +151,15 @@ class TestValidateRefusals:
         r = await self.validate(stack, {"apiKey": "tg_test_x", "units": units, "consume": True})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
 
+    async def test_an_oversized_body_is_413_and_consumes_nothing(self, stack: dict[str, Any]) -> None:
+        r = await self.validate(stack, {"apiKey": "tg_test_x", "units": 1, "padding": "x" * 20_000})
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
+
+    async def test_unknown_fields_are_refused(self, stack: dict[str, Any]) -> None:
+        r = await self.validate(stack, {"apiKey": "tg_test_x", "units": 1, "unit": 5})
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "unit"
+
     async def test_missing_api_key_is_422(self, stack: dict[str, Any]) -> None:
         assert (await self.validate(stack, {"units": 1})).status_code == 422
 

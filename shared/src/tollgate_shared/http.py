@@ -1,5 +1,6 @@
 """HTTP conventions: every error is JSON `{"error": {"code", "message"}}` with the right status."""
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,15 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The status and body for a request that failed validation: 400 if it was not JSON at
+    all, 422 with each field's problem otherwise. Shared by FastAPI routes and fast paths."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, error_body("malformed_json", "request body is not valid JSON")
+    details = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+    return 422, error_body("invalid_request", "request failed validation", details=details)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_req: Request, exc: ApiError) -> JSONResponse:
@@ -31,15 +41,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(error_body("malformed_json", "request body is not valid JSON"), status_code=400)
-        details = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg", "")} for e in errors
-        ]
-        return JSONResponse(
-            error_body("invalid_request", "request failed validation", details=details), status_code=422
-        )
+        # FastAPI's locations start with where the value came from ("body"); ours do not.
+        errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in exc.errors()]
+        status, body = validation_error(errors)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

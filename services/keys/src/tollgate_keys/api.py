@@ -53,6 +53,11 @@ def verdict_body(v: Verdict) -> dict[str, Any]:
     return body
 
 
+async def answer(body: ValidateRequest, runtime: Runtime, secrets: KeySecrets, batcher: Batcher) -> dict[str, Any]:
+    cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
+    return verdict_body(await validate_key(cmd, runtime.pool, secrets, batcher))
+
+
 def key_body(k: repo.KeyRow) -> dict[str, Any]:
     return {
         "id": str(k.id),
@@ -79,8 +84,8 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Bat
 
     @r.post("/v1/keys/validate")
     async def validate(body: ValidateRequest) -> dict[str, Any]:
-        cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
-        return verdict_body(await validate_key(cmd, runtime.pool, secrets, batcher))
+        """Served by the fast path in front of this app (fastpath.py); declared here for the docs."""
+        return await answer(body, runtime, secrets, batcher)
 
     @r.post("/v1/admin/keys/{key_id}/revoke", dependencies=admin)
     async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from tollgate_shared.runtime import Runtime, service_app
 from . import api, consumers
 from .batcher import Batcher
 from .config import Settings
+from .fastpath import ValidateFastPath
 from .handlers import KeySecrets
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -28,9 +29,11 @@ def build_app(settings: Settings) -> FastAPI:
     async def start() -> None:
         batcher.start()
 
-    return service_app(
+    app = service_app(
         runtime,
         api.router(runtime, secrets, settings.admin_token.get_secret_value(), batcher),
         on_start=[start],
         on_stop=[batcher.stop],
     )
+    app.add_middleware(ValidateFastPath, handle=lambda body: api.answer(body, runtime, secrets, batcher))
+    return app
