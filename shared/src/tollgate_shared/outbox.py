@@ -17,6 +17,7 @@ import asyncpg
 from faststream.kafka import KafkaBroker
 
 from .contracts import Event, Topic
+from .faults import pause_point
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -116,6 +117,9 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*sends)  # type: ignore[arg-type]
+            # Kafka has the batch; a crash before the commit below re-publishes it (same
+            # event ids, so consumers' dedup keeps it one effect): at-least-once, by design.
+            await pause_point("outbox.after_publish")
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
