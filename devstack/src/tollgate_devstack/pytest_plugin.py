@@ -29,6 +29,8 @@ TEST_SERVICE_ENV = {
     "USAGE_SYNC_GRACE_SECONDS": "1",
     "USAGE_SYNC_TICK_SECONDS": "0.5",
     "CHECKOUT_WEBHOOK_TOLERANCE_S": "300",
+    # Keys stop as soon as an invoice fails, so tests need not wait out a grace period.
+    "KEYS_PAYMENT_FAILURE_GRACE_S": "0",
 }
 
 

@@ -12,7 +12,14 @@ ALTER TABLE keys
     ADD COLUMN requests_per_minute int CHECK (requests_per_minute > 0),
     ADD COLUMN requests_per_hour   int CHECK (requests_per_hour > 0),
     ADD COLUMN requests_per_day    int CHECK (requests_per_day > 0),
-    ADD COLUMN units_per_minute    int CHECK (units_per_minute > 0);
+    ADD COLUMN units_per_minute    int CHECK (units_per_minute > 0),
+    -- What payment events refer to: the subscription (metered) or the payment (packs).
+    ADD COLUMN subscription_id     text,
+    ADD COLUMN payment_intent_id   text,
+    -- Set when an invoice fails: the key stops at this time unless a payment arrives first.
+    ADD COLUMN suspend_at          timestamptz;
+CREATE INDEX keys_subscription ON keys (subscription_id) WHERE subscription_id IS NOT NULL;
+CREATE INDEX keys_payment_intent ON keys (payment_intent_id) WHERE payment_intent_id IS NOT NULL;
 
 UPDATE keys SET
     requests_per_minute = (SELECT substring(f FROM '^api:rate:minute:(\d+)$')::int FROM unnest(features) f
@@ -81,7 +88,7 @@ BEGIN
     h_req := coalesce(h_req, 0); d_req := coalesce(d_req, 0);
     reason := CASE
         WHEN k.status = 'revoked' THEN 'revoked'
-        WHEN k.status = 'suspended' THEN 'suspended'
+        WHEN k.status = 'suspended' OR k.suspend_at <= t THEN 'suspended'
         WHEN k.expires_at IS NOT NULL AND k.expires_at <= t THEN 'expired'
         WHEN k.quota_limit IS NOT NULL AND k.quota_used + p_units > k.quota_limit THEN 'quota_exceeded'
         WHEN k.requests_per_minute IS NOT NULL AND m_req + 1 > k.requests_per_minute THEN 'rate_limited'

@@ -8,10 +8,14 @@ from pydantic import BaseModel, ValidationError
 
 from tollgate_shared.contracts import (
     BalanceUpdated,
+    InvoicePaid,
+    InvoicePaymentFailed,
     KeyIssued,
     KeyRevoked,
     Money,
+    PaymentRefunded,
     PaymentSucceeded,
+    SubscriptionEnded,
     SubscriptionStarted,
     UsageIntake,
     UsageRecorded,
@@ -26,6 +30,10 @@ SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
 CONTRACTS: list[type[BaseModel]] = [
     PaymentSucceeded,
     SubscriptionStarted,
+    InvoicePaymentFailed,
+    InvoicePaid,
+    SubscriptionEnded,
+    PaymentRefunded,
     KeyIssued,
     KeyRevoked,
     UsageRecorded,

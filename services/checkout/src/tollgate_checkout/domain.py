@@ -1,11 +1,22 @@
 """Plans, and what a verified Stripe event means for Tollgate. Pure: no I/O."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tollgate_shared.contracts import Money, PaymentSucceeded, SubscriptionStarted, event_id_for
+from tollgate_shared.contracts import (
+    Event,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    Money,
+    PaymentRefunded,
+    PaymentSucceeded,
+    SubscriptionEnded,
+    SubscriptionStarted,
+    event_id_for,
+)
 
 DEFAULT_PLANS_PATH = Path(__file__).with_name("plans.json")
 
@@ -65,13 +76,18 @@ class Unprocessable(ValueError):
 COMPLETION_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
 
 
-def payment_fact(event: dict[str, Any], catalog: Catalog) -> PaymentSucceeded | SubscriptionStarted | None:
+def payment_fact(event: dict[str, Any], catalog: Catalog) -> Event | None:
     """The Tollgate event a Stripe event stands for, or None if it needs no action.
 
-    Event ids derive from the Checkout Session id, not the Stripe event id: several
-    Stripe events can describe one payment, and downstream must see one fact.
+    Event ids derive from the business object (Checkout Session, invoice, subscription,
+    charge), not the Stripe event id: several Stripe events can describe one payment,
+    and downstream must see one fact.
     """
-    if event.get("type") not in COMPLETION_EVENTS:
+    kind = event.get("type")
+    obj = event.get("data", {}).get("object", {})
+    if kind in BILLING_FACTS:
+        return BILLING_FACTS[kind](obj, event["id"])
+    if kind not in COMPLETION_EVENTS:
         return None
     session = event["data"]["object"]
     if session.get("payment_status") not in ("paid", "no_payment_required"):
@@ -109,3 +125,65 @@ def payment_fact(event: dict[str, Any], catalog: Catalog) -> PaymentSucceeded | 
         payment_intent_id=session.get("payment_intent"),
         **common,
     )
+
+
+def _subscription_of(invoice: dict[str, Any]) -> str:
+    # Newer API versions moved it under parent.subscription_details.
+    parent = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return str(invoice.get("subscription") or parent.get("subscription") or "")
+
+
+def _payment_failed(invoice: dict[str, Any], causation: str) -> Event | None:
+    if not _subscription_of(invoice):
+        return None  # a one-off invoice: no key hangs on it
+    return InvoicePaymentFailed(
+        event_id=event_id_for("InvoicePaymentFailed", invoice["id"], str(invoice.get("attempt_count", 0))),
+        causation_id=causation,
+        account_id=invoice["customer"],
+        subscription_id=_subscription_of(invoice),
+        invoice_id=invoice["id"],
+        attempt_count=int(invoice.get("attempt_count") or 0),
+    )
+
+
+def _invoice_paid(invoice: dict[str, Any], causation: str) -> Event | None:
+    if not _subscription_of(invoice):
+        return None
+    return InvoicePaid(
+        event_id=event_id_for("InvoicePaid", invoice["id"]),
+        causation_id=causation,
+        account_id=invoice["customer"],
+        subscription_id=_subscription_of(invoice),
+        invoice_id=invoice["id"],
+    )
+
+
+def _subscription_deleted(subscription: dict[str, Any], causation: str) -> Event | None:
+    return SubscriptionEnded(
+        event_id=event_id_for("SubscriptionEnded", subscription["id"]),
+        causation_id=causation,
+        account_id=subscription["customer"],
+        subscription_id=subscription["id"],
+    )
+
+
+def _charge_refunded(charge: dict[str, Any], causation: str) -> Event | None:
+    if not charge.get("payment_intent") or not charge.get("customer"):
+        return None
+    refunded = int(charge.get("amount_refunded") or 0)
+    return PaymentRefunded(
+        event_id=event_id_for("PaymentRefunded", charge["id"], str(refunded)),
+        causation_id=causation,
+        account_id=charge["customer"],
+        payment_intent_id=charge["payment_intent"],
+        amount_refunded=Money(amount_minor=refunded, currency=charge.get("currency") or "usd"),
+        full=bool(charge.get("refunded")) or refunded >= int(charge.get("amount") or 0),
+    )
+
+
+BILLING_FACTS: dict[str, Callable[[dict[str, Any], str], Event | None]] = {
+    "invoice.payment_failed": _payment_failed,
+    "invoice.paid": _invoice_paid,
+    "customer.subscription.deleted": _subscription_deleted,
+    "charge.refunded": _charge_refunded,
+}

@@ -88,6 +88,6 @@ async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, catalog: Cat
         if not inserted:
             return "duplicate"
         if fact is not None:
-            await outbox.add(conn, PAYMENTS_EVENTS, fact.account_id, fact)
+            await outbox.add(conn, PAYMENTS_EVENTS, fact.account_id, fact)  # type: ignore[attr-defined]
     log.info("stripe event accepted", stripe_event_id=event["id"], stripe_event_type=event["type"], outcome=outcome)
     return outcome

@@ -10,7 +10,14 @@ import pytest
 
 from tollgate_checkout.domain import DEFAULT_PLANS_PATH, Catalog, Unprocessable, payment_fact
 from tollgate_checkout.handlers import WebhookSecret, verify_webhook
-from tollgate_shared.contracts import PaymentSucceeded, SubscriptionStarted
+from tollgate_shared.contracts import (
+    InvoicePaid,
+    InvoicePaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    SubscriptionEnded,
+    SubscriptionStarted,
+)
 from tollgate_shared.http import ApiError
 
 SECRET = WebhookSecret("whsec_unit_test_secret", tolerance_s=300)
@@ -115,3 +122,37 @@ class TestPaymentFact:
     def test_an_unknown_plan_is_unprocessable(self) -> None:
         with pytest.raises(Unprocessable):
             payment_fact(completed(plan="platinum"), CATALOG)
+
+
+def billing(kind: str, **obj: Any) -> dict[str, Any]:
+    return {"id": f"evt_{kind}", "type": kind, "data": {"object": obj}}
+
+
+class TestBillingFacts:
+    def test_a_failed_subscription_invoice_is_invoice_payment_failed(self) -> None:
+        fact = payment_fact(
+            billing("invoice.payment_failed", id="in_1", customer="cus_1", subscription="sub_1", attempt_count=2),
+            CATALOG,
+        )
+        assert isinstance(fact, InvoicePaymentFailed)
+        assert (fact.account_id, fact.subscription_id, fact.attempt_count) == ("cus_1", "sub_1", 2)
+
+    def test_newer_api_versions_nest_the_subscription(self) -> None:
+        invoice = {"id": "in_2", "customer": "cus_1", "parent": {"subscription_details": {"subscription": "sub_9"}}}
+        fact = payment_fact(billing("invoice.paid", **invoice), CATALOG)
+        assert isinstance(fact, InvoicePaid) and fact.subscription_id == "sub_9"
+
+    def test_a_one_off_invoice_needs_no_action(self) -> None:
+        assert payment_fact(billing("invoice.payment_failed", id="in_3", customer="cus_1"), CATALOG) is None
+
+    def test_a_deleted_subscription_ends(self) -> None:
+        fact = payment_fact(billing("customer.subscription.deleted", id="sub_1", customer="cus_1"), CATALOG)
+        assert isinstance(fact, SubscriptionEnded) and fact.subscription_id == "sub_1"
+
+    def test_refunds_say_whether_they_were_full(self) -> None:
+        charge = {"id": "ch_1", "customer": "cus_1", "payment_intent": "pi_1", "amount": 2500, "currency": "usd"}
+        full = payment_fact(billing("charge.refunded", **charge, amount_refunded=2500, refunded=True), CATALOG)
+        part = payment_fact(billing("charge.refunded", **charge, amount_refunded=500, refunded=False), CATALOG)
+        assert isinstance(full, PaymentRefunded) and full.full
+        assert isinstance(part, PaymentRefunded) and not part.full
+        assert part.amount_refunded.amount_minor == 500

@@ -94,6 +94,24 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Bat
             raise ApiError(404, "key_not_found", f"no key {key_id}")
         return key_body(key)
 
+    @r.post("/v1/admin/keys/{key_id}/suspend", dependencies=admin)
+    async def suspend(key_id: UUID) -> dict[str, Any]:
+        return await _set_status(key_id, "suspended")
+
+    @r.post("/v1/admin/keys/{key_id}/resume", dependencies=admin)
+    async def resume(key_id: UUID) -> dict[str, Any]:
+        return await _set_status(key_id, "active")
+
+    async def _set_status(key_id: UUID, status: str) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            key = await repo.set_status(conn, key_id, status)
+            if key is None:
+                existing = await repo.find_by_id(conn, key_id)
+                if existing is None:
+                    raise ApiError(404, "key_not_found", f"no key {key_id}")
+                raise ApiError(409, "key_revoked", "a revoked key cannot be suspended or resumed")
+        return key_body(key)
+
     @r.get("/v1/admin/accounts/{account_id}/keys", dependencies=admin)
     async def list_keys(account_id: str) -> dict[str, Any]:
         async with runtime.pool.acquire() as conn:

@@ -23,7 +23,7 @@ def build_app(settings: Settings) -> FastAPI:
         hash_secret=settings.hash_secret.get_secret_value().encode(),
         delivery=Fernet(settings.delivery_key.get_secret_value()),
     )
-    consumers.register(runtime.broker, runtime, secrets)
+    consumers.register(runtime.broker, runtime, secrets, settings.payment_failure_grace_s)
     batcher = Batcher(lambda: runtime.pool)
 
     async def start() -> None:

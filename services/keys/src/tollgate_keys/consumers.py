@@ -3,17 +3,34 @@
 from faststream.kafka import KafkaBroker
 
 from tollgate_shared.bus import subscribe
-from tollgate_shared.contracts import PaymentsEvent, payments_event
+from tollgate_shared.contracts import (
+    InvoicePaid,
+    InvoicePaymentFailed,
+    PaymentRefunded,
+    PaymentsEvent,
+    PaymentSucceeded,
+    SubscriptionEnded,
+    SubscriptionStarted,
+    payments_event,
+)
 from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.runtime import Runtime
 
-from .handlers import KeySecrets, issue_key
+from .handlers import KeySecrets, invoice_paid, issue_key, payment_failed, revoke_keys_of
 
 GROUP = "keys"
 
 
-def register(broker: KafkaBroker, runtime: Runtime, secrets: KeySecrets) -> None:
+def register(broker: KafkaBroker, runtime: Runtime, secrets: KeySecrets, payment_failure_grace_s: float) -> None:
     async def on_payment(event: PaymentsEvent) -> None:
-        await issue_key(event, runtime.pool, secrets)
+        match event:
+            case PaymentSucceeded() | SubscriptionStarted():
+                await issue_key(event, runtime.pool, secrets)
+            case InvoicePaymentFailed():
+                await payment_failed(event, runtime.pool, payment_failure_grace_s)
+            case InvoicePaid():
+                await invoice_paid(event, runtime.pool)
+            case SubscriptionEnded() | PaymentRefunded():
+                await revoke_keys_of(event, runtime.pool)
 
     subscribe(broker, PAYMENTS_EVENTS, group_id=GROUP, parse=payments_event.validate_json, handle=on_payment)

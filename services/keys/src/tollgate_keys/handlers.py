@@ -7,7 +7,16 @@ import asyncpg
 from cryptography.fernet import Fernet
 
 from tollgate_shared import outbox
-from tollgate_shared.contracts import KeyIssued, KeyRevoked, PaymentSucceeded, SubscriptionStarted
+from tollgate_shared.contracts import (
+    InvoicePaid,
+    InvoicePaymentFailed,
+    KeyIssued,
+    KeyRevoked,
+    PaymentRefunded,
+    PaymentSucceeded,
+    SubscriptionEnded,
+    SubscriptionStarted,
+)
 from tollgate_shared.contracts.envelope import event_id_for
 from tollgate_shared.contracts.topics import KEYS_EVENTS
 from tollgate_shared.logging import get_logger
@@ -44,6 +53,8 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
             features=list(fact.features),
             source_ref=fact.checkout_session_id,
             limits=limits_from_features(fact.features),
+            subscription_id=fact.subscription_id if isinstance(fact, SubscriptionStarted) else None,
+            payment_intent_id=fact.payment_intent_id if isinstance(fact, PaymentSucceeded) else None,
         )
         if not created:
             log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)
@@ -119,3 +130,34 @@ async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyR
         )
     log.info("key revoked", key_id=str(key_id), reason=reason)
     return key
+
+
+async def payment_failed(fact: InvoicePaymentFailed, pool: asyncpg.Pool, grace_s: float) -> int:
+    """An unpaid invoice: the subscription's keys stop when the grace runs out (the
+    consume() function checks suspend_at at the moment of each call)."""
+    async with pool.acquire() as conn:
+        n = await repo.schedule_suspension(conn, fact.subscription_id, grace_s)
+    log.info("keys will be suspended", subscription_id=fact.subscription_id, keys=n, grace_s=grace_s)
+    return n
+
+
+async def invoice_paid(fact: InvoicePaid, pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        n = await repo.resume_subscription(conn, fact.subscription_id)
+    log.info("keys resumed", subscription_id=fact.subscription_id, keys=n)
+    return n
+
+
+async def revoke_keys_of(fact: SubscriptionEnded | PaymentRefunded, pool: asyncpg.Pool) -> int:
+    """A deleted subscription, or a fully refunded pack, ends its keys."""
+    if isinstance(fact, PaymentRefunded):
+        if not fact.full:
+            return 0  # a partial refund leaves the key; the ledger books the difference
+        column, value, reason = "payment_intent_id", fact.payment_intent_id, "payment refunded"
+    else:
+        column, value, reason = "subscription_id", fact.subscription_id, "subscription ended"
+    async with pool.acquire() as conn:
+        key_ids = await repo.keys_where(conn, column, value)
+    for key_id in key_ids:
+        await revoke_key(key_id, reason, pool)
+    return len(key_ids)

@@ -40,13 +40,16 @@ async def insert_key(
     features: list[str],
     source_ref: str,
     limits: Limits = NO_LIMITS,
+    subscription_id: str | None = None,
+    payment_intent_id: str | None = None,
 ) -> bool:
     """False if a key for this source (Checkout Session) already exists."""
     return (
         await conn.fetchval(
             "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, "
-            "  source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+            "  source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
+            "  subscription_id, payment_intent_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
             "ON CONFLICT (source_ref) DO NOTHING RETURNING true",
             key_id,
             account_id,
@@ -61,6 +64,8 @@ async def insert_key(
             limits.requests_per_hour,
             limits.requests_per_day,
             limits.units_per_minute,
+            subscription_id,
+            payment_intent_id,
         )
         is not None
     )
@@ -111,3 +116,39 @@ async def find_by_id(conn: asyncpg.Connection, key_id: UUID) -> KeyRow | None:
 async def list_for_account(conn: asyncpg.Connection, account_id: str) -> list[KeyRow]:
     rows = await conn.fetch(f"SELECT {COLUMNS} FROM keys WHERE account_id = $1 ORDER BY created_at", account_id)
     return [KeyRow(**r) for r in rows]
+
+
+async def schedule_suspension(conn: asyncpg.Connection, subscription_id: str, grace_s: float) -> int:
+    """Keys of the subscription stop after the grace, unless already scheduled sooner."""
+    result = await conn.execute(
+        "UPDATE keys SET suspend_at = coalesce(suspend_at, now() + make_interval(secs => $2)) "
+        "WHERE subscription_id = $1 AND status = 'active'",
+        subscription_id,
+        grace_s,
+    )
+    return int(result.split()[-1])
+
+
+async def resume_subscription(conn: asyncpg.Connection, subscription_id: str) -> int:
+    result = await conn.execute(
+        "UPDATE keys SET suspend_at = NULL, status = 'active' WHERE subscription_id = $1 AND status <> 'revoked'",
+        subscription_id,
+    )
+    return int(result.split()[-1])
+
+
+async def set_status(conn: asyncpg.Connection, key_id: UUID, status: str) -> KeyRow | None:
+    """Admin suspend/resume. A revoked key stays revoked."""
+    row = await conn.fetchrow(
+        f"UPDATE keys SET status = $2, suspend_at = NULL WHERE id = $1 AND status <> 'revoked' RETURNING {COLUMNS}",
+        key_id,
+        status,
+    )
+    return KeyRow(**row) if row else None
+
+
+async def keys_where(conn: asyncpg.Connection, column: str, value: str) -> list[UUID]:
+    assert column in ("subscription_id", "payment_intent_id")
+    return [
+        r["id"] for r in await conn.fetch(f"SELECT id FROM keys WHERE {column} = $1 AND status <> 'revoked'", value)
+    ]

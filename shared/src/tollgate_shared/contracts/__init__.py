@@ -1,6 +1,15 @@
 """Versioned contracts of every Tollgate topic: one module per producing service."""
 
-from .checkout import PaymentsEvent, PaymentSucceeded, SubscriptionStarted, payments_event
+from .checkout import (
+    InvoicePaid,
+    InvoicePaymentFailed,
+    PaymentRefunded,
+    PaymentsEvent,
+    PaymentSucceeded,
+    SubscriptionEnded,
+    SubscriptionStarted,
+    payments_event,
+)
 from .envelope import Event, Money, event_id_for
 from .keys import KeyIssued, KeyRevoked, KeysEvent, UsageIntake, UsageRecorded, keys_event, usage_intake
 from .ledger import BalanceUpdated
@@ -11,12 +20,16 @@ __all__ = [
     "ALL_TOPICS",
     "BalanceUpdated",
     "Event",
+    "InvoicePaid",
+    "InvoicePaymentFailed",
     "KeyIssued",
     "KeyRevoked",
     "KeysEvent",
     "Money",
+    "PaymentRefunded",
     "PaymentSucceeded",
     "PaymentsEvent",
+    "SubscriptionEnded",
     "SubscriptionStarted",
     "Topic",
     "UsageIntake",

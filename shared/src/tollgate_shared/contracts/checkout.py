@@ -36,5 +36,45 @@ class SubscriptionStarted(CustomerRef):
     subscription_id: str
 
 
-PaymentsEvent = Annotated[PaymentSucceeded | SubscriptionStarted, Field(discriminator="event_type")]
+class BillingFact(Event):
+    account_id: str = Field(description="Tollgate account id: the Stripe customer id")
+
+
+class InvoicePaymentFailed(BillingFact):
+    """A subscription invoice could not be collected: its keys are suspended after a grace."""
+
+    event_type: Literal["InvoicePaymentFailed"] = "InvoicePaymentFailed"
+    subscription_id: str
+    invoice_id: str
+    attempt_count: int = 0
+
+
+class InvoicePaid(BillingFact):
+    """A subscription invoice was paid: suspended keys of the subscription resume."""
+
+    event_type: Literal["InvoicePaid"] = "InvoicePaid"
+    subscription_id: str
+    invoice_id: str
+
+
+class SubscriptionEnded(BillingFact):
+    """The subscription was deleted: its keys are revoked."""
+
+    event_type: Literal["SubscriptionEnded"] = "SubscriptionEnded"
+    subscription_id: str
+
+
+class PaymentRefunded(BillingFact):
+    """Money went back to the customer; `full` when the whole charge was refunded."""
+
+    event_type: Literal["PaymentRefunded"] = "PaymentRefunded"
+    payment_intent_id: str
+    amount_refunded: Money
+    full: bool
+
+
+PaymentsEvent = Annotated[
+    PaymentSucceeded | SubscriptionStarted | InvoicePaymentFailed | InvoicePaid | SubscriptionEnded | PaymentRefunded,
+    Field(discriminator="event_type"),
+]
 payments_event = TypeAdapter[PaymentsEvent](PaymentsEvent)

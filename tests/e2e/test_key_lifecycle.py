@@ -1,0 +1,97 @@
+"""Keys follow the money: Stripe's billing events suspend, resume and revoke them."""
+
+import secrets
+from typing import Any
+
+import httpx
+
+from tollgate_devstack.demo import Demo, eventually
+
+
+async def send(stack: dict[str, Any], kind: str, obj: dict[str, Any]) -> None:
+    """Stripe (the emulator) signs the event and posts it to checkout's webhook."""
+    async with httpx.AsyncClient(timeout=15) as http:
+        r = await http.post(f"{stack['stripe']}/_emulator/events", json={"type": kind, "object": obj})
+    assert r.json()["delivery"]["delivered"], r.text
+
+
+async def session_of(stack: dict[str, Any], session_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        sessions = (await http.get(f"{stack['stripe']}/_emulator/sessions")).json()
+    return next(s for s in sessions if s["id"] == session_id)
+
+
+async def reason_becomes(demo: Demo, key: str, reason: str | None) -> None:
+    async def probe() -> bool | None:
+        v = await demo.validate(key, 1, consume=False)
+        return True if v.get("reason") == reason else None
+
+    await eventually(f"validate to answer reason={reason}", probe)
+
+
+async def bought(demo: Demo, plan: str) -> tuple[dict[str, Any], str]:
+    email = f"life+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy(plan, email)
+    await demo.pay(session["id"])
+    key, _ = await demo.key_from_email(email)
+    return await session_of(demo.ep, session["id"]), key
+
+
+class TestSubscriptionKeys:
+    async def test_a_failed_invoice_suspends_a_paid_one_resumes_a_deleted_subscription_revokes(
+        self, stack: dict[str, Any]
+    ) -> None:
+        demo = Demo(stack)
+        try:
+            session, key = await bought(demo, "metered")
+            invoice = {
+                "id": f"in_{secrets.token_hex(6)}",
+                "customer": session["customer"],
+                "subscription": session["subscription"],
+                "attempt_count": 1,
+            }
+            await send(stack, "invoice.payment_failed", invoice)
+            await reason_becomes(demo, key, "suspended")  # grace is 0 in the test stack
+            await send(stack, "invoice.paid", invoice)
+            await reason_becomes(demo, key, None)
+            assert (await demo.validate(key, 1))["isValid"]
+            await send(
+                stack, "customer.subscription.deleted", {"id": session["subscription"], "customer": session["customer"]}
+            )
+            await reason_becomes(demo, key, "revoked")
+        finally:
+            await demo.http.aclose()
+
+
+class TestPackKeys:
+    async def test_a_full_refund_revokes_a_partial_one_does_not(self, stack: dict[str, Any]) -> None:
+        demo = Demo(stack)
+        try:
+            session, key = await bought(demo, "starter")
+            charge = {
+                "id": f"ch_{secrets.token_hex(6)}",
+                "customer": session["customer"],
+                "payment_intent": session["payment_intent"],
+                "amount": 999,
+                "currency": "usd",
+            }
+            await send(stack, "charge.refunded", charge | {"amount_refunded": 100, "refunded": False})
+            await send(stack, "charge.refunded", charge | {"amount_refunded": 999, "refunded": True})
+            await reason_becomes(demo, key, "revoked")
+        finally:
+            await demo.http.aclose()
+
+    async def test_an_admin_can_suspend_and_resume_a_key(self, stack: dict[str, Any]) -> None:
+        demo = Demo(stack)
+        try:
+            session, key = await bought(demo, "starter")
+            (issued,) = await demo.keys_of(session["customer"])
+            auth = {"Authorization": f"Bearer {stack['admin_token']}"}
+            r = await demo.http.post(f"{stack['keys']}/v1/admin/keys/{issued['id']}/suspend", headers=auth)
+            assert r.status_code == 200 and r.json()["status"] == "suspended"
+            assert (await demo.validate(key, 1))["reason"] == "suspended"
+            r = await demo.http.post(f"{stack['keys']}/v1/admin/keys/{issued['id']}/resume", headers=auth)
+            assert r.json()["status"] == "active"
+            assert (await demo.validate(key, 1))["isValid"]
+        finally:
+            await demo.http.aclose()
