@@ -2,7 +2,6 @@
 
 import asyncio
 import secrets
-import socket
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,15 +12,10 @@ import asyncpg
 import httpx
 import pytest
 
+from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 
 CLIENTS = 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,6 @@ def two_processes(stack: dict[str, Any]) -> list[str]:
     env = launcher.env_for("keys", stack["database_url"], stack["kafka"]) | {"KEYS_HTTP_PORT": str(port)}
     launcher.procs.start("keys-second", [sys.executable, "-m", "tollgate_keys"], env)
     url = f"http://127.0.0.1:{port}"
-    from tollgate_devstack.processes import wait_until
 
     wait_until(
         "second keys process",

@@ -2,7 +2,6 @@
 
 import asyncio
 import secrets
-import socket
 import sys
 from typing import Any
 from uuid import uuid4
@@ -11,15 +10,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tollgate_devstack.processes import wait_until
+from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 from tollgate_shared.kafka_reader import read_topic
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class KeysProcess:

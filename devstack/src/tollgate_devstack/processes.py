@@ -128,3 +128,10 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, on_fail: Ca
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{on_fail()}")
+
+
+def free_port() -> int:
+    """A loopback port nobody is listening on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -10,7 +10,6 @@ in one transaction) directly against PostgreSQL.
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,17 +23,11 @@ from tollgate_keys import keyformat
 from tollgate_keys.app import MIGRATIONS
 
 from .. import infra
-from ..processes import wait_until
+from ..processes import free_port, wait_until
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def loadgen(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:

@@ -4,7 +4,6 @@ window's value exactly once (same identifier, same value), and nothing is counte
 import asyncio
 import json
 import secrets
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,10 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tollgate_devstack.processes import free_port
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded
 from tollgate_shared.contracts.topics import USAGE_RECORDED
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Instance:
