@@ -95,3 +95,38 @@ class TestPackKeys:
             assert (await demo.validate(key, 1))["isValid"]
         finally:
             await demo.http.aclose()
+
+
+class TestTopUp:
+    async def test_buying_the_same_pack_again_tops_up_the_key(self, stack: dict[str, Any]) -> None:
+        demo = Demo(stack)
+        try:
+            first, key = await bought(demo, "starter")
+            account = first["customer"]
+            again = await demo.buy("starter", first["customer_email"], account_id=account)
+            assert again["customer"] == account
+            await demo.pay(again["id"])
+            await demo.balance_equal(account, 2_000)
+
+            async def topped_up() -> dict[str, Any] | None:
+                v = await demo.validate(key, 1, consume=False)
+                return v if v["quota"]["limit"] == 2_000 else None
+
+            await eventually("the key's quota to grow", topped_up)
+            assert len(await demo.keys_of(account)) == 1  # the same key, no second one
+            r = await demo.http.get(f"{stack['smtp_http']}/api/messages", params={"to": first["customer_email"]})
+            subjects = [m["subject"] for m in r.json()["messages"]]
+            assert any("1,000 calls added" in s for s in subjects), subjects
+            # The same payment delivered again adds nothing.
+            await send(stack, "checkout.session.async_payment_succeeded", await session_of(stack, again["id"]))
+            assert (await demo.validate(key, 1, consume=False))["quota"]["limit"] == 2_000
+        finally:
+            await demo.http.aclose()
+
+    async def test_an_unknown_account_is_refused(self, stack: dict[str, Any]) -> None:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{stack['checkout']}/v1/checkout/sessions",
+                json={"plan": "starter", "email": "a@example.com", "account_id": "cus_nobody"},
+            )
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_account")

@@ -53,10 +53,11 @@ class Demo:
         self.say(f"        ok: {detail}")
 
     # --- building blocks, also used by tests -----------------------------------------------
-    async def buy(self, plan: str, email: str, name: str = "Ada Lovelace") -> dict[str, Any]:
-        r = await self.http.post(
-            f"{self.ep['checkout']}/v1/checkout/sessions", json={"plan": plan, "email": email, "name": name}
-        )
+    async def buy(
+        self, plan: str, email: str, name: str = "Ada Lovelace", account_id: str | None = None
+    ) -> dict[str, Any]:
+        body = {"plan": plan, "email": email, "name": name} | ({"account_id": account_id} if account_id else {})
+        r = await self.http.post(f"{self.ep['checkout']}/v1/checkout/sessions", json=body)
         check(r.status_code == 201, f"checkout answered {r.status_code}: {r.text}")
         return r.json()  # type: ignore[no-any-return]
 

@@ -125,3 +125,12 @@ BEGIN
              WHEN k.requests_per_hour IS NOT NULL THEN h_start + interval '1 hour'
              WHEN k.requests_per_day IS NOT NULL THEN d_start + interval '1 day' END;
 END $$;
+
+-- Packs bought again by a customer who already holds a key for the plan top that key up.
+-- One row per paid Checkout Session: a redelivered payment adds nothing.
+CREATE TABLE key_topups (
+    source_ref text PRIMARY KEY,
+    key_id     uuid        NOT NULL REFERENCES keys (id),
+    credits    bigint      NOT NULL CHECK (credits > 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);

@@ -17,6 +17,9 @@ class CheckoutRequest(BaseModel):
     email: str = Field(pattern=EMAIL, max_length=254)
     name: str | None = Field(default=None, max_length=200)
     quantity: int = Field(default=1, ge=1, le=1000, strict=True)
+    account_id: str | None = Field(
+        default=None, pattern=r"^cus_[0-9A-Za-z]+$", description="an existing customer buying again (a top-up)"
+    )
 
 
 def router(deps: Deps) -> APIRouter:
@@ -26,7 +29,7 @@ def router(deps: Deps) -> APIRouter:
     async def create_session(
         body: CheckoutRequest, idempotency_key: Annotated[str | None, Header()] = None
     ) -> dict[str, str]:
-        cmd = StartCheckout(body.plan, body.email, body.name, body.quantity, idempotency_key)
+        cmd = StartCheckout(body.plan, body.email, body.name, body.quantity, idempotency_key, body.account_id)
         session = await start_checkout(cmd, deps.catalog, deps.gateway)
         return {"id": session.id, "url": session.url, "customer": session.customer, "mode": session.mode}
 

@@ -25,6 +25,7 @@ class StartCheckout:
     name: str | None = None
     quantity: int = 1
     idempotency_key: str | None = None
+    account_id: str | None = None
 
 
 async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCheckout) -> CreatedSession:
@@ -35,7 +36,13 @@ async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCh
     if plan.mode == "subscription" and cmd.quantity != 1:
         raise ApiError(422, "invalid_quantity", "a subscription plan is bought one at a time")
     try:
-        return await gateway.create_session(plan, cmd.email, cmd.name, cmd.quantity, cmd.idempotency_key)
+        return await gateway.create_session(
+            plan, cmd.email, cmd.name, cmd.quantity, cmd.idempotency_key, cmd.account_id
+        )
+    except stripe.InvalidRequestError as exc:
+        if cmd.account_id and exc.http_status == 404:
+            raise ApiError(422, "unknown_account", f"no customer {cmd.account_id!r} at Stripe") from None
+        raise ApiError(502, "payment_provider_error", "Stripe could not create the checkout session") from None
     except stripe.StripeError as exc:
         log.error("stripe refused the checkout session", stripe_error=str(exc.user_message or exc)[:300])
         raise ApiError(502, "payment_provider_error", "Stripe could not create the checkout session") from None

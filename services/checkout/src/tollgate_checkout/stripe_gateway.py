@@ -23,14 +23,23 @@ class StripeCheckout:
         self._cancel_url = cancel_url
 
     async def create_session(
-        self, plan: Plan, email: str, name: str | None, quantity: int, idempotency_key: str | None
+        self,
+        plan: Plan,
+        email: str,
+        name: str | None,
+        quantity: int,
+        idempotency_key: str | None,
+        account_id: str | None = None,
     ) -> CreatedSession:
         # The customer exists before the session so the Tollgate account id (the
         # Stripe customer id) is known when we answer, not only after payment.
-        customer = await self._client.v1.customers.create_async(
-            {"email": email, **({"name": name} if name else {}), "metadata": {"source": "tollgate"}},
-            _options(idempotency_key, "customer"),
-        )
+        if account_id:  # buying again: the same customer, so the same Tollgate account
+            customer = await self._client.v1.customers.retrieve_async(account_id)
+        else:
+            customer = await self._client.v1.customers.create_async(
+                {"email": email, **({"name": name} if name else {}), "metadata": {"source": "tollgate"}},
+                _options(idempotency_key, "customer"),
+            )
         params: dict[str, Any] = {
             "mode": plan.mode,
             "customer": customer.id,

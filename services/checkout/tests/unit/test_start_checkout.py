@@ -11,7 +11,13 @@ class FakeGateway:
         self.created: list[tuple[str, str, int]] = []
 
     async def create_session(
-        self, plan: Plan, email: str, name: str | None, quantity: int, idempotency_key: str | None
+        self,
+        plan: Plan,
+        email: str,
+        name: str | None,
+        quantity: int,
+        idempotency_key: str | None,
+        account_id: str | None = None,
     ) -> CreatedSession:
         self.created.append((plan.name, email, quantity))
         return CreatedSession(id="cs_1", url="http://pay", customer="cus_1", mode=plan.mode)

@@ -12,6 +12,7 @@ from tollgate_shared.contracts import (
     InvoicePaymentFailed,
     KeyIssued,
     KeyRevoked,
+    KeyToppedUp,
     PaymentRefunded,
     PaymentSucceeded,
     SubscriptionEnded,
@@ -41,6 +42,11 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
     key_id = uuid4()
     quota = fact.credits if isinstance(fact, PaymentSucceeded) else None
     async with pool.acquire() as conn, conn.transaction():
+        if await repo.source_handled(conn, fact.checkout_session_id):
+            log.info("payment already handled", checkout_session_id=fact.checkout_session_id)
+            return False
+        if isinstance(fact, PaymentSucceeded) and await _top_up(conn, fact):
+            return False
         created = await repo.insert_key(
             conn,
             key_id=key_id,
@@ -81,6 +87,36 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
             ),
         )
     log.info("key issued", key_id=str(key_id), account_id=fact.account_id, plan=fact.plan)
+    return True
+
+
+async def _top_up(conn: asyncpg.Connection, fact: PaymentSucceeded) -> bool:
+    """A customer buying a pack they already hold gets more quota on the same key.
+
+    True if this payment was a top-up; False if it needs a new key.
+    """
+    key = await repo.active_pack_key(conn, fact.account_id, fact.plan)
+    if key is None:
+        return False
+    quota = await repo.top_up(conn, key.id, fact.checkout_session_id, fact.credits)
+    await outbox.add(
+        conn,
+        KEYS_EVENTS,
+        fact.account_id,
+        KeyToppedUp(
+            event_id=event_id_for("KeyToppedUp", fact.checkout_session_id),
+            causation_id=str(fact.event_id),
+            key_id=key.id,
+            account_id=fact.account_id,
+            customer_email=fact.customer_email,
+            customer_name=fact.customer_name,
+            product_name=fact.product_name,
+            added=fact.credits,
+            quota=quota,
+            key_display=key.key_display,
+        ),
+    )
+    log.info("key topped up", key_id=str(key.id), added=fact.credits, quota=quota)
     return True
 
 

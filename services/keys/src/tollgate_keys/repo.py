@@ -152,3 +152,35 @@ async def keys_where(conn: asyncpg.Connection, column: str, value: str) -> list[
     return [
         r["id"] for r in await conn.fetch(f"SELECT id FROM keys WHERE {column} = $1 AND status <> 'revoked'", value)
     ]
+
+
+async def source_handled(conn: asyncpg.Connection, source_ref: str) -> bool:
+    """Whether this Checkout Session already issued a key or topped one up."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM keys WHERE source_ref = $1) "
+            "OR EXISTS (SELECT 1 FROM key_topups WHERE source_ref = $1)",
+            source_ref,
+        )
+    )
+
+
+async def active_pack_key(conn: asyncpg.Connection, account_id: str, plan: str) -> KeyRow | None:
+    """The customer's key for this prepaid plan, locked so two top-ups add up."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM keys WHERE account_id = $1 AND plan = $2 AND billing = 'prepaid' "
+        "AND status = 'active' ORDER BY created_at LIMIT 1 FOR UPDATE",
+        account_id,
+        plan,
+    )
+    return KeyRow(**row) if row else None
+
+
+async def top_up(conn: asyncpg.Connection, key_id: UUID, source_ref: str, credits: int) -> int:
+    await conn.execute(
+        "INSERT INTO key_topups (source_ref, key_id, credits) VALUES ($1, $2, $3)", source_ref, key_id, credits
+    )
+    quota: int = await conn.fetchval(
+        "UPDATE keys SET quota_limit = quota_limit + $2 WHERE id = $1 RETURNING quota_limit", key_id, credits
+    )
+    return quota

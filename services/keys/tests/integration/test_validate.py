@@ -86,6 +86,31 @@ class TestIssue:
         assert plaintext not in str(outbox[0]["payload"])
 
 
+class TestTopUp:
+    def pack(self, account: str) -> PaymentSucceeded:
+        return PaymentSucceeded(
+            account_id=account,
+            customer_email="a@example.com",
+            plan="starter",
+            product_name="Starter",
+            credits=1_000,
+            amount=Money(amount_minor=999, currency="usd"),
+            checkout_session_id=f"cs_{secrets.token_hex(6)}",
+        )
+
+    async def test_a_second_pack_tops_up_the_key_once(self, pool: asyncpg.Pool) -> None:
+        account = f"cus_{secrets.token_hex(4)}"
+        assert await issue_key(self.pack(account), pool, SECRETS) is True
+        again = self.pack(account)
+        assert await issue_key(again, pool, SECRETS) is False  # no new key...
+        assert await issue_key(again, pool, SECRETS) is False  # ...and a redelivery adds nothing
+        async with pool.acquire() as conn:
+            keys = await conn.fetch("SELECT quota_limit FROM keys WHERE account_id = $1", account)
+            events = await conn.fetch("SELECT payload->>'event_type' AS t FROM outbox ORDER BY id")
+        assert [k["quota_limit"] for k in keys] == [2_000]
+        assert [e["t"] for e in events] == ["KeyIssued", "KeyToppedUp"]
+
+
 class TestValidate:
     async def test_consuming_counts_units_and_records_usage(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)

@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 from cryptography.fernet import Fernet
 
-from tollgate_shared.contracts import KeyIssued
+from tollgate_shared.contracts import KeyIssued, KeyToppedUp
 from tollgate_shared.logging import get_logger
 
 from .mailer import Mailer
@@ -39,6 +39,22 @@ async def email_new_key(event: KeyIssued, deps: NotifierDeps) -> bool:
         },
     )
     return await send_once(deps, event.event_id, "key_issued", event.customer_email, email)
+
+
+async def email_top_up(event: KeyToppedUp, deps: NotifierDeps) -> bool:
+    email = render(
+        load("key_topped_up", deps.templates_dir),
+        {
+            "ProductName": event.product_name,
+            "AddedQuota": f"{event.added:,}",
+            "ApiQuota": f"{event.quota:,}",
+            "KeyDisplay": event.key_display,
+            "CustomerEmail": event.customer_email,
+            "PaymentProcessorCustomerName": event.customer_name or event.customer_email,
+            "CustomerPortalUrl": deps.customer_portal_url,
+        },
+    )
+    return await send_once(deps, event.event_id, "key_topped_up", event.customer_email, email)
 
 
 async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, email: Email) -> bool:

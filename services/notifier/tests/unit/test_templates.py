@@ -28,3 +28,21 @@ class TestTemplates:
         email = render("Subject: Hi {{Name}}\n\nbody", {"Name": "x\r\nBcc: evil@example.com"})
         assert "\n" not in email.subject
         assert "\r" not in email.subject
+
+
+class TestTopUpTemplate:
+    def test_says_what_was_added_and_the_new_quota_without_the_key(self) -> None:
+        email = render(
+            load("key_topped_up"),
+            {
+                "ProductName": "Starter",
+                "AddedQuota": "1,000",
+                "ApiQuota": "2,000",
+                "KeyDisplay": "tg_test_…abcd",
+                "CustomerEmail": "a@example.com",
+                "PaymentProcessorCustomerName": "Ada",
+                "CustomerPortalUrl": "http://p",
+            },
+        )
+        assert email.subject == "Starter: 1,000 calls added to your key"
+        assert "2,000" in email.body and "tg_test_…abcd" in email.body

@@ -11,7 +11,7 @@ from .checkout import (
     payments_event,
 )
 from .envelope import Event, Money, event_id_for
-from .keys import KeyIssued, KeyRevoked, KeysEvent, UsageIntake, UsageRecorded, keys_event, usage_intake
+from .keys import KeyIssued, KeyRevoked, KeysEvent, KeyToppedUp, UsageIntake, UsageRecorded, keys_event, usage_intake
 from .ledger import BalanceUpdated
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
@@ -24,6 +24,7 @@ __all__ = [
     "InvoicePaymentFailed",
     "KeyIssued",
     "KeyRevoked",
+    "KeyToppedUp",
     "KeysEvent",
     "Money",
     "PaymentRefunded",

@@ -37,7 +37,21 @@ class KeyRevoked(Event):
     reason: str
 
 
-KeysEvent = Annotated[KeyIssued | KeyRevoked, Field(discriminator="event_type")]
+class KeyToppedUp(Event):
+    """The customer bought the same pack again: their key's quota grew instead of a new key."""
+
+    event_type: Literal["KeyToppedUp"] = "KeyToppedUp"
+    key_id: UUID
+    account_id: str
+    customer_email: str
+    customer_name: str | None = None
+    product_name: str
+    added: int = Field(gt=0)
+    quota: int
+    key_display: str
+
+
+KeysEvent = Annotated[KeyIssued | KeyRevoked | KeyToppedUp, Field(discriminator="event_type")]
 keys_event = TypeAdapter[KeysEvent](KeysEvent)
 
 
