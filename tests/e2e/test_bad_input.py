@@ -22,11 +22,8 @@ async def published_for(stack: dict[str, Any], session_id: str) -> list[dict[str
 
 
 async def keys_of(stack: dict[str, Any], account: str) -> list[dict[str, Any]]:
-    demo = Demo(stack)
-    try:
+    async with Demo(stack) as demo:
         return await demo.keys_of(account)
-    finally:
-        await demo.http.aclose()
 
 
 class TestWebhookRefusals:
@@ -73,14 +70,11 @@ class TestWebhookRefusals:
         # A second Stripe event for the same session (as async payment methods send) is one payment too.
         body, signature = signed(stack, completed_event(session))
         assert (await post_webhook(stack, body, signature)).status_code == 200
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             await demo.balance_equal(session["customer"], 1_000)
             await asyncio.sleep(1.5)  # room for a wrongly doubled credit or key to show up
             assert (await demo.balance(session["customer"]) or {})["current"] == 1_000
             assert len(await demo.keys_of(session["customer"])) == 1
-        finally:
-            await demo.http.aclose()
         assert len(await published_for(stack, session["id"])) == 1
 
 
@@ -129,8 +123,7 @@ class TestValidateRefusals:
 
     async def test_a_revoked_key_is_not_valid(self, stack: dict[str, Any]) -> None:
         session = await new_session(stack)
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             await demo.pay(session["id"])
             key, _ = await demo.key_from_email(session["email"])
             assert (await demo.validate(key, 1))["isValid"]
@@ -143,8 +136,6 @@ class TestValidateRefusals:
             assert r.json()["status"] == "revoked"
             refused = await demo.validate(key, 1)
             assert (refused["isValid"], refused["reason"], refused["quota"]["used"]) == (False, "revoked", 1)
-        finally:
-            await demo.http.aclose()
 
     @pytest.mark.parametrize("units", [0, -5, 1.5, "3", None, 10**12])
     async def test_units_that_are_not_a_positive_integer_are_422(self, stack: dict[str, Any], units: Any) -> None:

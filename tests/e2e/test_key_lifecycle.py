@@ -41,8 +41,7 @@ class TestSubscriptionKeys:
     async def test_a_failed_invoice_suspends_a_paid_one_resumes_a_deleted_subscription_revokes(
         self, stack: dict[str, Any]
     ) -> None:
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             session, key = await bought(demo, "metered")
             invoice = {
                 "id": f"in_{secrets.token_hex(6)}",
@@ -59,14 +58,11 @@ class TestSubscriptionKeys:
                 stack, "customer.subscription.deleted", {"id": session["subscription"], "customer": session["customer"]}
             )
             await reason_becomes(demo, key, "revoked")
-        finally:
-            await demo.http.aclose()
 
 
 class TestPackKeys:
     async def test_a_full_refund_revokes_a_partial_one_does_not(self, stack: dict[str, Any]) -> None:
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             session, key = await bought(demo, "starter")
             charge = {
                 "id": f"ch_{secrets.token_hex(6)}",
@@ -78,12 +74,9 @@ class TestPackKeys:
             await send(stack, "charge.refunded", charge | {"amount_refunded": 100, "refunded": False})
             await send(stack, "charge.refunded", charge | {"amount_refunded": 999, "refunded": True})
             await reason_becomes(demo, key, "revoked")
-        finally:
-            await demo.http.aclose()
 
     async def test_an_admin_can_suspend_and_resume_a_key(self, stack: dict[str, Any]) -> None:
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             session, key = await bought(demo, "starter")
             (issued,) = await demo.keys_of(session["customer"])
             auth = {"Authorization": f"Bearer {stack['admin_token']}"}
@@ -93,14 +86,11 @@ class TestPackKeys:
             r = await demo.http.post(f"{stack['keys']}/v1/admin/keys/{issued['id']}/resume", headers=auth)
             assert r.json()["status"] == "active"
             assert (await demo.validate(key, 1))["isValid"]
-        finally:
-            await demo.http.aclose()
 
 
 class TestTopUp:
     async def test_buying_the_same_pack_again_tops_up_the_key(self, stack: dict[str, Any]) -> None:
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             first, key = await bought(demo, "starter")
             account = first["customer"]
             again = await demo.buy("starter", first["customer_email"], account_id=account)
@@ -120,8 +110,6 @@ class TestTopUp:
             # The same payment delivered again adds nothing.
             await send(stack, "checkout.session.async_payment_succeeded", await session_of(stack, again["id"]))
             assert (await demo.validate(key, 1, consume=False))["quota"]["limit"] == 2_000
-        finally:
-            await demo.http.aclose()
 
     async def test_an_unknown_account_is_refused(self, stack: dict[str, Any]) -> None:
         async with httpx.AsyncClient() as http:

@@ -17,8 +17,7 @@ from tollgate_usage_sync.config import Settings
 
 
 async def a_reported_metered_customer(stack: dict[str, Any]) -> str:
-    demo = Demo(stack)
-    try:
+    async with Demo(stack) as demo:
         email = f"meter+{int(datetime.now(UTC).timestamp() * 1000)}@example.com"
         session = await demo.buy("metered", email)
         await demo.pay(session["id"])
@@ -27,8 +26,6 @@ async def a_reported_metered_customer(stack: dict[str, Any]) -> str:
             assert (await demo.validate(key, units))["isValid"]
         await eventually("the report", lambda: reported(stack, session["customer"], 12), timeout=60)
         return str(session["customer"])
-    finally:
-        await demo.http.aclose()
 
 
 async def reported(stack: dict[str, Any], customer: str, total: int) -> bool | None:
@@ -102,16 +99,13 @@ class TestReconcile:
     async def test_prepaid_usage_agrees_between_keys_and_the_ledger(
         self, stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        demo = Demo(stack)
-        try:
+        async with Demo(stack) as demo:
             email = f"pp+{int(datetime.now(UTC).timestamp() * 1000)}@example.com"
             session = await demo.buy("starter", email)
             await demo.pay(session["id"])
             key, _ = await demo.key_from_email(email)
             await demo.validate(key, 40)
             await demo.balance_equal(session["customer"], 960)
-        finally:
-            await demo.http.aclose()
         code, out = await reconcile(stack, session["customer"], capsys)
         assert code == 0, out
 

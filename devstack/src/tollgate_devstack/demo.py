@@ -45,6 +45,12 @@ class Demo:
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=15))
     step_no: int = 0
 
+    async def __aenter__(self) -> "Demo":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.http.aclose()
+
     def step(self, text: str) -> None:
         self.step_no += 1
         self.say(f"step {self.step_no}: {text}")

@@ -72,3 +72,8 @@ async def first_time(conn: asyncpg.Connection, consumer: str, event_id: object) 
         event_id,
     )
     return row is not None
+
+
+def affected(status: str) -> int:
+    """Rows a statement touched, from asyncpg's command status ("UPDATE 3" -> 3)."""
+    return int(status.split()[-1])

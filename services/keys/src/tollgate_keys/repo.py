@@ -6,6 +6,8 @@ from uuid import UUID
 
 import asyncpg
 
+from tollgate_shared import db
+
 from .domain import Limits
 
 NO_LIMITS = Limits()
@@ -126,7 +128,7 @@ async def schedule_suspension(conn: asyncpg.Connection, subscription_id: str, gr
         subscription_id,
         grace_s,
     )
-    return int(result.split()[-1])
+    return db.affected(result)
 
 
 async def resume_subscription(conn: asyncpg.Connection, subscription_id: str) -> int:
@@ -134,7 +136,7 @@ async def resume_subscription(conn: asyncpg.Connection, subscription_id: str) ->
         "UPDATE keys SET suspend_at = NULL, status = 'active' WHERE subscription_id = $1 AND status <> 'revoked'",
         subscription_id,
     )
-    return int(result.split()[-1])
+    return db.affected(result)
 
 
 async def set_status(conn: asyncpg.Connection, key_id: UUID, status: str) -> KeyRow | None:

@@ -5,6 +5,8 @@ from datetime import datetime
 
 import asyncpg
 
+from tollgate_shared import db
+
 WindowKey = tuple[str, str, datetime]
 
 
@@ -83,7 +85,7 @@ async def close_due_windows(conn: asyncpg.Connection, grace_seconds: int) -> int
         "  ORDER BY account_id, meter, window_start FOR UPDATE)",
         grace_seconds,
     )
-    return int(result.split()[-1])
+    return db.affected(result)
 
 
 async def lease_due_reports(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[asyncpg.Record]:
@@ -130,7 +132,7 @@ async def reopen_for_backfill(conn: asyncpg.Connection, start: datetime, end: da
         start,
         end,
     )
-    return int(result.split()[-1])
+    return db.affected(result)
 
 
 async def usage_in(
