@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 
@@ -14,7 +15,7 @@ from .bus import ensure_topics, make_broker
 from .health import health_router, kafka_check, postgres_check
 from .http import install_error_handlers
 from .logging import configure_logging, get_logger
-from .outbox import OutboxRelay
+from .outbox import OutboxRelay, outbox_producer
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -32,6 +33,7 @@ class Runtime:
     broker: KafkaBroker = field(init=False)
     _pool: asyncpg.Pool | None = field(default=None, init=False)
     relay: OutboxRelay | None = field(default=None, init=False)
+    _producer: AIOKafkaProducer | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings.kafka_bootstrap_servers, client_id=f"tollgate-{self.name}")
@@ -50,12 +52,16 @@ class Runtime:
         self._pool = await db.create_pool(s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await ensure_topics(s.kafka_bootstrap_servers)
         await self.broker.start()
-        self.relay = OutboxRelay(self._pool, self.broker)
+        self._producer = outbox_producer(s.kafka_bootstrap_servers, f"tollgate-{self.name}-outbox")
+        await self._producer.start()
+        self.relay = OutboxRelay(self._pool, self._producer)
         self.relay.start()
 
     async def stop(self) -> None:
         if self.relay:
             await self.relay.stop()
+        if self._producer:
+            await self._producer.stop()
         await self.broker.stop()
         if self._pool:
             await self._pool.close()

@@ -6,10 +6,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
 
 from tollgate_shared import outbox
-from tollgate_shared.bus import ensure_topics, make_broker
+from tollgate_shared.bus import ensure_topics
 from tollgate_shared.contracts import KeyRevoked, Topic, event_id_for
 from tollgate_shared.kafka_reader import read_topic
 
@@ -17,11 +17,11 @@ MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 
 
 @pytest.fixture
-async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    b = make_broker(kafka_bootstrap, "outbox-test")
-    await b.start()
-    yield b
-    await b.stop()
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = outbox.outbox_producer(kafka_bootstrap, "outbox-test")
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 @pytest.fixture
@@ -44,20 +44,20 @@ async def add(pool: asyncpg.Pool, topic: Topic, event: KeyRevoked) -> None:
 
 class TestOutbox:
     async def test_publishes_in_order_keyed_by_account(
-        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+        self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
     ) -> None:
         pool = await private_schema("shared")
         for n in range(5):
             await add(pool, topic, revoked("cus_a", n))
-        assert await outbox.OutboxRelay(pool, broker).relay_once() == 5
+        assert await outbox.OutboxRelay(pool, producer).relay_once() == 5
         got: list[dict[str, Any]] = await read_topic(kafka_bootstrap, topic.name)
         assert [m["reason"] for m in got] == ["r0", "r1", "r2", "r3", "r4"]
 
     async def test_the_same_event_added_after_publishing_is_not_published_again(
-        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+        self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
     ) -> None:
         pool = await private_schema("shared")
-        relay = outbox.OutboxRelay(pool, broker)
+        relay = outbox.OutboxRelay(pool, producer)
         await add(pool, topic, revoked("cus_b", 1))
         assert await relay.relay_once() == 1
         await add(pool, topic, revoked("cus_b", 1))
@@ -65,12 +65,12 @@ class TestOutbox:
         assert len(await read_topic(kafka_bootstrap, topic.name)) == 1
 
     async def test_a_rolled_back_change_publishes_nothing(
-        self, private_schema: MakePool, broker: KafkaBroker, topic: Topic, kafka_bootstrap: str
+        self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
     ) -> None:
         pool = await private_schema("shared")
         with pytest.raises(RuntimeError):
             async with pool.acquire() as conn, conn.transaction():
                 await outbox.add(conn, topic, "cus_c", revoked("cus_c", 1))
                 raise RuntimeError("the business change failed")
-        assert await outbox.OutboxRelay(pool, broker).relay_once() == 0
+        assert await outbox.OutboxRelay(pool, producer).relay_once() == 0
         assert await read_topic(kafka_bootstrap, topic.name) == []
