@@ -1,5 +1,6 @@
--- Tables every service keeps in its own schema: the transactional outbox and the
--- record of events it has already applied (the idempotent-consumer tracking row).
+-- The transactional outbox every service keeps in its own schema. (Each consumer's
+-- idempotency record is a business key of its own: a journal idempotency key, a key's
+-- source session, a Stripe event id, consumer offsets; see each service's migrations.)
 
 CREATE TABLE IF NOT EXISTS outbox (
     id          bigserial PRIMARY KEY,
@@ -8,11 +9,4 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id    uuid        NOT NULL UNIQUE,
     payload     jsonb       NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE IF NOT EXISTS processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
 );

@@ -60,20 +60,6 @@ async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:
         await conn.close()
 
 
-async def first_time(conn: asyncpg.Connection, consumer: str, event_id: object) -> bool:
-    """Record that `consumer` applied `event_id`; False if it already had.
-
-    Call inside the transaction that applies the effect, so the record and the
-    effect commit or roll back together: that is what makes redelivery harmless.
-    """
-    row = await conn.fetchval(
-        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-        consumer,
-        event_id,
-    )
-    return row is not None
-
-
 def affected(status: str) -> int:
     """Rows a statement touched, from asyncpg's command status ("UPDATE 3" -> 3)."""
     return int(status.split()[-1])

@@ -17,7 +17,6 @@ Reason = Literal[
     "expired",
     "quota_exceeded",
     "rate_limited",
-    "insufficient_balance",
 ]
 FEATURE = re.compile(r"^api:(rate|units):(minute|hour|day):(\d+)$")
 

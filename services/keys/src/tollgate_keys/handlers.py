@@ -149,7 +149,7 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
         state = await batcher.consume(Request(key_hash, cmd.units, cmd.route, cmd.method, cmd.status))
     else:
         async with pool.acquire() as conn:
-            state = await repo.check_and_consume(conn, key_hash, cmd.units, consume=False)
+            state = await repo.check(conn, key_hash, cmd.units)
     if state.outcome != "ok":
         return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
     return Verdict(state, cmd.units if cmd.consume else 0, None)

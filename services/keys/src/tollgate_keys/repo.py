@@ -90,15 +90,11 @@ class Consumed:
     rate_reset: datetime | None
 
 
-async def check_and_consume(conn: asyncpg.Connection, key_hash: bytes, units: int, consume: bool) -> Consumed:
-    """One round trip: refuse with a reason, or consume quota and rate windows together."""
-    row = await conn.fetchrow("SELECT * FROM consume($1, $2, $3)", key_hash, units, consume)
+async def check(conn: asyncpg.Connection, key_hash: bytes, units: int) -> Consumed:
+    """Whether `units` could be consumed now, and why not, changing nothing. Consuming
+    goes through consume_many() in the batcher."""
+    row = await conn.fetchrow("SELECT * FROM consume($1, $2, false)", key_hash, units)
     return Consumed(**row)
-
-
-async def find_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | None:
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM keys WHERE key_hash = $1", key_hash)
-    return KeyRow(**row) if row else None
 
 
 async def revoke(conn: asyncpg.Connection, key_id: UUID) -> KeyRow | None:
