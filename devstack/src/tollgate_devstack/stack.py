@@ -122,7 +122,11 @@ class Stack:
                 "STRIPE_API_BASE": self.cfg.url("stripe"),
                 "STRIPE_WEBHOOK_SECRET": s["webhook_secret"],
             },
-            "ledger": {},
+            "ledger": {
+                "ADMIN_TOKEN": s["admin_token"],
+                "STRIPE_API_KEY": STRIPE_API_KEY,
+                "STRIPE_API_BASE": self.cfg.url("stripe"),
+            },
             "keys": {
                 "HASH_SECRET": s["hash_secret"],
                 "DELIVERY_KEY": s["delivery_key"],

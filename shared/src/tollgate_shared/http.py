@@ -1,9 +1,10 @@
 """HTTP conventions: every error is JSON `{"error": {"code", "message"}}` with the right status."""
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +33,17 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str
         return 400, error_body("malformed_json", "request body is not valid JSON")
     details = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
     return 422, error_body("invalid_request", "request failed validation", details=details)
+
+
+def bearer_token_guard(token: str) -> Callable[..., None]:
+    """A FastAPI dependency admitting only `Authorization: Bearer <token>` (constant-time compare)."""
+
+    def require(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
+
+    return require
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -34,6 +34,16 @@ async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) ->
     )
 
 
+async def add_many(conn: asyncpg.Connection, items: list[tuple[Topic, str, Event]]) -> None:
+    """`add` for many events in one round trip."""
+    if items:
+        await conn.executemany(
+            "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            [(topic.name, key, event.event_id, event.model_dump(mode="json")) for topic, key, event in items],
+        )
+
+
 class OutboxRelay:
     """Moves outbox rows to Kafka in id order, then marks them published.
 

@@ -7,7 +7,10 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from tollgate_shared.contracts import (
+    BalanceAlert,
     BalanceUpdated,
+    DisputeClosed,
+    DisputeOpened,
     InvoicePaid,
     InvoicePaymentFailed,
     KeyIssued,
@@ -35,11 +38,14 @@ CONTRACTS: list[type[BaseModel]] = [
     InvoicePaid,
     SubscriptionEnded,
     PaymentRefunded,
+    DisputeOpened,
+    DisputeClosed,
     KeyIssued,
     KeyRevoked,
     KeyToppedUp,
     UsageRecorded,
     BalanceUpdated,
+    BalanceAlert,
     UsageReported,
 ]
 

@@ -40,6 +40,8 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return Response(r.content, status_code=r.status_code, media_type="application/json")
         return None
 
+    refunds_to_send: list[dict[str, Any]] = []
+
     async def v1(request: Request) -> Response:
         body = await request.body()
         path = request.url.path
@@ -57,6 +59,9 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return JSONResponse(cached, status_code=status, headers={"Idempotent-Replayed": "true"})
         query = str(request.query_params) if request.method == "GET" else body.decode()
         status, payload = handle(request.method, path, formdata.decode(query))
+        while refunds_to_send:
+            charge = refunds_to_send.pop(0)
+            await webhooks.deliver(state, webhook_url, webhook_secret, webhooks.event("charge.refunded", dict(charge)))
         if idem and status < 500:
             state.idempotent[(path, idem)] = (status, payload)
         return JSONResponse(payload, status_code=status)
@@ -94,6 +99,16 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
                 return 200, public_session(state.sessions[sid])
             case "POST", ["billing", "meter_events"]:
                 return 200, state.record_meter_event(params)
+            case "GET", [("payment_intents" | "refunds" | "disputes" | "charges") as kind]:
+                data = state.listed(getattr(state, kind), params)
+                return 200, {"object": "list", "data": data, "has_more": False, "url": path}
+            case "POST", ["refunds"]:
+                made = state.create_refund(params)
+                if made is None:
+                    return 400, {"error": {"type": "invalid_request_error", "message": "nothing to refund"}}
+                refund, charge = made
+                refunds_to_send.append(charge)
+                return 200, refund
         return 404, {"error": {"type": "invalid_request_error", "message": f"No such resource: {path}"}}
 
     async def complete(sid: str) -> dict[str, Any]:
@@ -113,6 +128,24 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         body = await request.json()
         evt = webhooks.event(body["type"], body.get("object", {}))
         return JSONResponse({"event": evt, "delivery": await webhooks.deliver(state, webhook_url, webhook_secret, evt)})
+
+    async def dispute(request: Request) -> Response:
+        """Open a dispute on a PaymentIntent ({"payment_intent", "amount"?}) or close one
+        ({"dispute", "status": "won"|"lost"}); the matching webhook is sent either way."""
+        body = await request.json()
+        if "dispute" in body:
+            d = state.disputes.get(body["dispute"])
+            if d is None or body.get("status") not in ("won", "lost"):
+                return stripe_error(400, "unknown dispute or status")
+            d["status"] = body["status"]
+            evt = webhooks.event("charge.dispute.closed", dict(d))
+        else:
+            d = state.open_dispute(body.get("payment_intent", ""), body.get("amount"))
+            if d is None:
+                return stripe_error(404, "no charge for that payment_intent")
+            evt = webhooks.event("charge.dispute.created", dict(d))
+        delivery = await webhooks.deliver(state, webhook_url, webhook_secret, evt)
+        return JSONResponse({"dispute": d, "delivery": delivery})
 
     async def checkout_page(request: Request) -> Response:
         sid = request.path_params["sid"]
@@ -164,6 +197,7 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             Route("/checkout/{sid}/pay", pay, methods=["POST"]),
             Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
             Route("/_emulator/events", send_event, methods=["POST"]),
+            Route("/_emulator/disputes", dispute, methods=["POST"]),
             Route("/_emulator/meter_events", meter_events, methods=["GET"]),
             Route("/_emulator/faults", faults, methods=["POST"]),
             Route("/_emulator/{what}", debug, methods=["GET"]),

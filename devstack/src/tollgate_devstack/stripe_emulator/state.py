@@ -24,6 +24,11 @@ class State:
     # Tests inject failures: (path, text the request body must contain) -> HTTP statuses
     # to answer, in order, before succeeding. The match keeps one test's fault its own.
     faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # Money movements, for reconciliation: what a real account's lists would return.
+    payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def take_fault(self, path: str, body: str) -> int | None:
         for (fault_path, match), statuses in self.faults.items():
@@ -88,8 +93,85 @@ class State:
         if session["mode"] == "subscription":
             session["subscription"] = new_id("sub")
         else:
-            session["payment_intent"] = new_id("pi")
+            session["payment_intent"] = self._charge(session)["payment_intent"]
         return session
+
+    def _charge(self, session: dict[str, Any]) -> dict[str, Any]:
+        now = int(time.time())
+        pi, ch = new_id("pi"), new_id("ch")
+        common = {"amount": session["amount_total"], "currency": session["currency"], "customer": session["customer"]}
+        self.payment_intents[pi] = {
+            "id": pi,
+            "object": "payment_intent",
+            "created": now,
+            "status": "succeeded",
+            "latest_charge": ch,
+            **common,
+        }
+        charge = {
+            "id": ch,
+            "object": "charge",
+            "created": now,
+            "payment_intent": pi,
+            "paid": True,
+            "amount_refunded": 0,
+            "refunded": False,
+            "status": "succeeded",
+            **common,
+        }
+        self.charges[ch] = charge
+        return charge
+
+    def charge_of(self, payment_intent: str) -> dict[str, Any] | None:
+        return next((c for c in self.charges.values() if c["payment_intent"] == payment_intent), None)
+
+    def create_refund(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A refund of part or all of a PaymentIntent's charge: (refund, updated charge)."""
+        charge = self.charge_of(params.get("payment_intent", ""))
+        if charge is None:
+            return None
+        amount = int(params.get("amount") or charge["amount"] - charge["amount_refunded"])
+        if amount <= 0 or charge["amount_refunded"] + amount > charge["amount"]:
+            return None
+        refund = {
+            "id": new_id("re"),
+            "object": "refund",
+            "created": int(time.time()),
+            "amount": amount,
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": charge["payment_intent"],
+            "status": "succeeded",
+        }
+        self.refunds[refund["id"]] = refund
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        return refund, charge
+
+    def open_dispute(self, payment_intent: str, amount: int | None) -> dict[str, Any] | None:
+        charge = self.charge_of(payment_intent)
+        if charge is None:
+            return None
+        dispute = {
+            "id": new_id("dp"),
+            "object": "dispute",
+            "created": int(time.time()),
+            "amount": amount or charge["amount"],
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": payment_intent,
+            "status": "needs_response",
+            "reason": "fraudulent",
+        }
+        self.disputes[dispute["id"]] = dispute
+        return dispute
+
+    @staticmethod
+    def listed(objects: dict[str, dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Objects in created[gte] .. created[lt], newest first, as Stripe lists them."""
+        created = params.get("created") or {}
+        lo, hi = int(created.get("gte", 0)), int(created.get("lt", 2**62))
+        return sorted((o for o in objects.values() if lo <= o["created"] < hi), key=lambda o: -o["created"])
 
     def meters(self) -> list[dict[str, Any]]:
         """One meter per event name seen (real Stripe needs the meter created first)."""

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tollgate_shared.contracts import (
+    DisputeClosed,
+    DisputeOpened,
     Event,
     InvoicePaid,
     InvoicePaymentFailed,
@@ -181,9 +183,27 @@ def _charge_refunded(charge: dict[str, Any], causation: str) -> Event | None:
     )
 
 
+def _dispute(dispute: dict[str, Any], causation: str) -> Event | None:
+    if not dispute.get("payment_intent"):
+        return None
+    common: dict[str, Any] = {
+        "causation_id": causation,
+        "account_id": dispute.get("customer") or (dispute.get("metadata") or {}).get("customer"),
+        "dispute_id": dispute["id"],
+        "payment_intent_id": dispute["payment_intent"],
+        "amount": Money(amount_minor=int(dispute.get("amount") or 0), currency=dispute.get("currency") or "usd"),
+    }
+    status = dispute.get("status")
+    if status in ("won", "lost"):
+        return DisputeClosed(event_id=event_id_for("DisputeClosed", dispute["id"]), outcome=status, **common)
+    return DisputeOpened(event_id=event_id_for("DisputeOpened", dispute["id"]), **common)
+
+
 BILLING_FACTS: dict[str, Callable[[dict[str, Any], str], Event | None]] = {
     "invoice.payment_failed": _payment_failed,
     "invoice.paid": _invoice_paid,
     "customer.subscription.deleted": _subscription_deleted,
     "charge.refunded": _charge_refunded,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.closed": _dispute,
 }

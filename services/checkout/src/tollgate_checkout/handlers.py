@@ -95,6 +95,8 @@ async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, catalog: Cat
         if not inserted:
             return "duplicate"
         if fact is not None:
-            await outbox.add(conn, PAYMENTS_EVENTS, fact.account_id, fact)  # type: ignore[attr-defined]
+            # Keyed by customer, so one customer's facts stay in order on one partition.
+            key = str(getattr(fact, "account_id", None) or getattr(fact, "payment_intent_id", ""))
+            await outbox.add(conn, PAYMENTS_EVENTS, key, fact)
     log.info("stripe event accepted", stripe_event_id=event["id"], stripe_event_type=event["type"], outcome=outcome)
     return outcome

@@ -1,13 +1,12 @@
 """The keys service's HTTP edge: validate (public), and the admin API (bearer token)."""
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from tollgate_shared.http import ApiError
+from tollgate_shared.http import ApiError, bearer_token_guard
 from tollgate_shared.runtime import Runtime
 
 from . import repo
@@ -75,12 +74,7 @@ def key_body(k: repo.KeyRow) -> dict[str, Any]:
 def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Batcher) -> APIRouter:
     r = APIRouter()
 
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin_token.encode()):
-            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
-
-    admin = [Depends(require_admin)]
+    admin = [Depends(bearer_token_guard(admin_token))]
 
     @r.post("/v1/keys/validate")
     async def validate(body: ValidateRequest) -> dict[str, Any]:

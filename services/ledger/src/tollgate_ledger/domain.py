@@ -1,14 +1,22 @@
-"""The ledger's rules: accounts, balanced entries, balances. Pure: no I/O.
+"""The ledger's rules: accounts, balanced entries, balances, the chain. Pure: no I/O.
 
 A prepaid pack: the customer pays USD into Stripe (our asset) and holds call credits
 that are our liability until used. Using a call moves one credit to revenue.
+Amounts are integers in the asset's smallest unit; a positive posting is a debit.
 """
 
+import hashlib
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Literal
 
 AccountType = Literal["asset", "liability", "revenue", "expense", "equity"]
+OwnerKind = Literal["customer", "subscription", "system"]
+SpendRule = Literal["conservative", "optimistic"]
+Flag = Literal["no_overdraft", "no_positive", "closed"]
 CREDIT_NORMAL: frozenset[str] = frozenset({"liability", "revenue", "equity"})
 CALLS = "CALLS"
 
@@ -19,7 +27,13 @@ class Account:
     owner: str
     type: AccountType
     asset: str
-    flags: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    owner_kind: OwnerKind = "customer"
+    spend_rule: SpendRule = "conservative"
+
+    @property
+    def credit_normal(self) -> bool:
+        return self.type in CREDIT_NORMAL
 
 
 @dataclass(frozen=True)
@@ -36,69 +50,96 @@ class Unbalanced(ValueError):
     pass
 
 
-def assert_balanced(postings: list[Posting]) -> None:
+def assert_balanced(postings: Iterable[Posting]) -> None:
     totals: dict[str, int] = defaultdict(int)
+    count = 0
     for p in postings:
         totals[p.account.asset] += p.amount
+        count += 1
     off = {asset: total for asset, total in totals.items() if total != 0}
-    if off or not postings:
+    if off or not count:
         raise Unbalanced(f"postings do not sum to zero per asset: {off or 'no postings'}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal transaction: balanced postings booked once under `idempotency_key`."""
+
+    idempotency_key: str
+    kind: str
+    business_time: datetime
+    postings: tuple[Posting, ...]
+    source_ref: str | None = None
+    reverses: int | None = None
+
+    def __post_init__(self) -> None:
+        assert_balanced(self.postings)
+
+
+# --- accounts -------------------------------------------------------------------------
 
 
 def money_asset(currency: str) -> str:
     return f"{currency.upper()}/2"
 
 
+def system_account(name: str, type_: AccountType, asset: str) -> Account:
+    return Account(f"system:{name}:{asset}", "system", type_, asset, owner_kind="system")
+
+
 def customer_credits(account_id: str) -> Account:
     return Account(f"customer:{account_id}:credits", account_id, "liability", CALLS, ("no_overdraft",))
 
 
+def customer_overdrawn(account_id: str) -> Account:
+    """Calls used beyond the customer's credits: owed to us, booked, never hidden."""
+    return Account(f"customer:{account_id}:overdrawn", account_id, "asset", CALLS)
+
+
 def customer_prepaid(account_id: str, currency: str) -> Account:
     asset = money_asset(currency)
-    return Account(f"customer:{account_id}:prepaid:{asset}", account_id, "liability", asset)
+    return Account(f"customer:{account_id}:prepaid:{asset}", account_id, "liability", asset, ("no_overdraft",))
 
 
 def stripe_clearing(currency: str) -> Account:
-    asset = money_asset(currency)
-    return Account(f"system:stripe_clearing:{asset}", "system", "asset", asset)
+    return system_account("stripe_clearing", "asset", money_asset(currency))
 
 
-CREDITS_ISSUED = Account("system:credits_issued", "system", "equity", CALLS)
-CREDITS_CONSUMED = Account("system:credits_consumed", "system", "revenue", CALLS)
+def refunds_paid(currency: str) -> Account:
+    """Money returned for credits the customer had already used."""
+    return system_account("refunds_of_used_credits", "expense", money_asset(currency))
 
 
-def purchase_postings(account_id: str, credits: int, amount_minor: int, currency: str) -> list[Posting]:
-    """Money in at Stripe owed back as service; credits granted to the customer."""
-    postings = [
-        Posting(CREDITS_ISSUED, credits),
-        Posting(customer_credits(account_id), -credits),
-    ]
-    if amount_minor:
-        postings += [
-            Posting(stripe_clearing(currency), amount_minor),
-            Posting(customer_prepaid(account_id, currency), -amount_minor),
-        ]
-    assert_balanced(postings)
-    return postings
+def dispute_losses(currency: str) -> Account:
+    return system_account("dispute_losses", "expense", money_asset(currency))
 
 
-def burn_postings(account_id: str, units: int) -> list[Posting]:
-    """Used calls leave the customer's credits and become revenue."""
-    postings = [Posting(customer_credits(account_id), units), Posting(CREDITS_CONSUMED, -units)]
-    assert_balanced(postings)
-    return postings
+CREDITS_ISSUED = system_account("credits_issued", "equity", CALLS)
+CREDITS_CONSUMED = system_account("credits_consumed", "revenue", CALLS)
+CREDITS_EXPIRED = system_account("credits_expired", "revenue", CALLS)
+PROMOTIONS = system_account("promotional_credits", "expense", CALLS)
+ADJUSTMENTS = system_account("manual_adjustments", "equity", CALLS)
+
+
+# --- balances -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Balance:
     account_id: str
+    owner: str
     type: str
     asset: str
-    debits_posted: int
-    credits_posted: int
-    debits_pending: int
-    credits_pending: int
-    version: int
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+    version: int = 0
+    spend_rule: SpendRule = "conservative"
+    owner_kind: OwnerKind = "customer"
+    low_balance_threshold: int | None = None
+    alert_state: str = "ok"
+    flags: tuple[str, ...] = ()
 
     @property
     def _sign(self) -> int:
@@ -111,12 +152,198 @@ class Balance:
 
     @property
     def pending(self) -> int:
-        """Net pending activity (holds not yet posted or voided)."""
+        """Net pending activity (holds not yet posted, voided or expired)."""
         return self._sign * (self.credits_pending - self.debits_pending)
 
     @property
+    def pending_outflow(self) -> int:
+        return self.debits_pending if self._sign == 1 else self.credits_pending
+
+    @property
+    def available_conservative(self) -> int:
+        """Posted less pending outflows: a hold that may yet be voided is not money."""
+        return self.current - self.pending_outflow
+
+    @property
+    def available_optimistic(self) -> int:
+        """Posted plus all pending activity, inflows included."""
+        return self.current + self.pending
+
+    @property
     def available(self) -> int:
-        """What can be spent: current less pending outflows. Pending inflows do not count
-        until posted (the conservative rule; a hold that may be voided is not money)."""
-        outflow = self.debits_pending if self._sign == 1 else self.credits_pending
-        return self.current - outflow
+        """What can be spent, by the account's own rule."""
+        return self.available_conservative if self.spend_rule == "conservative" else self.available_optimistic
+
+    @property
+    def account(self) -> Account:
+        return Account(self.account_id, self.owner, self.type, self.asset, self.flags, self.owner_kind, self.spend_rule)  # type: ignore[arg-type]
+
+    def moved(self, m: "Movement") -> "Balance":
+        return replace(
+            self,
+            debits_posted=self.debits_posted + m.debits_posted,
+            credits_posted=self.credits_posted + m.credits_posted,
+            debits_pending=self.debits_pending + m.debits_pending,
+            credits_pending=self.credits_pending + m.credits_pending,
+        )
+
+    def violation(self) -> str | None:
+        """Which flag this balance breaks, if any; the database checks the same rules."""
+        if self._sign == 1:
+            outflow, inflow = self.debits_posted + self.debits_pending, self.credits_posted
+            inflow_all, outflow_posted = self.credits_posted + self.credits_pending, self.debits_posted
+        else:
+            outflow, inflow = self.credits_posted + self.credits_pending, self.debits_posted
+            inflow_all, outflow_posted = self.debits_posted + self.debits_pending, self.credits_posted
+        if "no_overdraft" in self.flags and outflow > inflow:
+            return "overdraft"
+        if "no_positive" in self.flags and inflow_all > outflow_posted:
+            return "positive_balance"
+        if "closed" in self.flags:
+            return "account_closed"
+        return None
+
+
+@dataclass(frozen=True)
+class Movement:
+    """A change to one account's four totals."""
+
+    account_id: str
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+
+
+def posted_movements(postings: Iterable[Posting]) -> list[Movement]:
+    return [
+        Movement(p.account.id, debits_posted=p.amount)
+        if p.amount > 0
+        else Movement(p.account.id, credits_posted=-p.amount)
+        for p in postings
+    ]
+
+
+def hold_movements(debit: str, credit: str, amount: int) -> list[Movement]:
+    """A hold of `amount` on two accounts (negative to release one)."""
+    return [Movement(debit, debits_pending=amount), Movement(credit, credits_pending=amount)]
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+AlertKind = Literal["low_balance", "exhausted", "replenished"]
+
+
+def alert_state(available: int, threshold: int) -> str:
+    if available <= 0:
+        return "exhausted"
+    return "low" if available < threshold else "ok"
+
+
+def alert_for(previous_state: str, new_state: str) -> AlertKind | None:
+    """The alert a move from one state to another announces; None if it announces nothing."""
+    if new_state == previous_state:
+        return None
+    if new_state == "exhausted":
+        return "exhausted"
+    if new_state == "low":
+        return "low_balance"
+    return "replenished"
+
+
+# --- credit grants --------------------------------------------------------------------
+
+PROMOTIONAL_PRIORITY = 10  # burned first: free credits go before paid ones
+PAID_PRIORITY = 100
+
+
+@dataclass
+class Grant:
+    id: str
+    priority: int
+    remaining: int
+    expires_at: datetime | None
+
+
+def burn_order(grants: Iterable[Grant]) -> list[Grant]:
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(grants, key=lambda g: (g.priority, g.expires_at or far, g.id))
+
+
+def allocate(grants: Iterable[Grant], units: int, now: datetime) -> tuple[dict[str, int], int]:
+    """Take `units` from live grants in burn order: ({grant id: units}, units not covered)."""
+    taken: dict[str, int] = {}
+    left = units
+    for g in burn_order(grants):
+        if left == 0:
+            break
+        if g.remaining <= 0 or (g.expires_at is not None and g.expires_at <= now):
+            continue
+        take = min(g.remaining, left)
+        g.remaining -= take
+        taken[g.id] = take
+        left -= take
+    return taken, left
+
+
+# --- periods --------------------------------------------------------------------------
+
+
+def period_of(t: datetime) -> str:
+    t = t.astimezone(UTC)
+    return f"{t.year:04d}-{t.month:02d}"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    year, month = (int(x) for x in period.split("-"))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def next_period(period: str) -> str:
+    return period_of(period_bounds(period)[1])
+
+
+def booking_period(business_time: datetime, last_closed: str | None) -> str:
+    """The entry's own period, or the first open one after it if that is closed."""
+    own = period_of(business_time)
+    if last_closed is not None and own <= last_closed:
+        return next_period(last_closed)
+    return own
+
+
+# --- the chain ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainedRecord:
+    """What a journal transaction's hash covers."""
+
+    seq: int
+    idempotency_key: str
+    kind: str
+    business_time: datetime
+    created_at: datetime
+    period: str
+    source_ref: str | None
+    reverses: int | None
+    postings: tuple[tuple[str, str, int], ...] = field(default=())  # (account, asset, amount), booked order
+
+
+def chain_hash(prev: bytes, r: ChainedRecord) -> bytes:
+    canonical = json.dumps(
+        [
+            r.seq,
+            r.idempotency_key,
+            r.kind,
+            r.business_time.astimezone(UTC).isoformat(),
+            r.created_at.astimezone(UTC).isoformat(),
+            r.period,
+            r.source_ref,
+            r.reverses,
+            [list(p) for p in r.postings],
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(prev + canonical.encode()).digest()

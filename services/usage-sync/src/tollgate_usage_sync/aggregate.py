@@ -9,9 +9,10 @@ import asyncpg
 from tollgate_shared.contracts import UsageIntake
 from tollgate_shared.contracts.envelope import utcnow
 from tollgate_shared.logging import get_logger
+from tollgate_shared.usage_dedup import fresh_usage
 
 from . import repo
-from .domain import Meter, fresh_usage, report_identifier, window_start
+from .domain import Meter, report_identifier, window_start
 
 log = get_logger(__name__)
 WindowKey = tuple[str, str, datetime]  # account, meter, window start

@@ -73,23 +73,3 @@ def window_start(at: datetime, window: timedelta) -> datetime:
 def report_identifier(account_id: str, meter: str, start: datetime) -> str:
     """Deterministic, so a retried report is a no-op at Stripe (max 100 characters)."""
     return f"tg-{meter}-{account_id}-{int(start.timestamp())}"[:100]
-
-
-def fresh_usage(usages: list[UsageIntake], watermarks: dict[str, int]) -> tuple[list[UsageIntake], dict[str, int]]:
-    """Drop re-published duplicates: per key, only units beyond the watermark are new.
-
-    `key_units_total` strictly increases per key and one key's records arrive in order
-    (one partition per account), so anything at or under the watermark was counted.
-    Returns the fresh records and the new watermarks.
-    """
-    marks = dict(watermarks)
-    fresh = []
-    for usage in usages:
-        total = usage.get("key_units_total")
-        key = usage["key_id"]
-        if total is None:
-            fresh.append(usage)  # an old producer without totals: cannot dedup, count it
-        elif total > marks.get(key, 0):
-            marks[key] = total
-            fresh.append(usage)
-    return fresh, {k: v for k, v in marks.items() if watermarks.get(k) != v}

@@ -4,10 +4,10 @@ from uuid import uuid4
 import pytest
 
 from tollgate_shared.contracts import UsageIntake, UsageRecorded, usage_intake
+from tollgate_shared.usage_dedup import fresh_usage
 from tollgate_usage_sync.domain import (
     DEFAULT_METERS_PATH,
     Meter,
-    fresh_usage,
     load_meters,
     report_identifier,
     status_class,

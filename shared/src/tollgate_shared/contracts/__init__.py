@@ -1,6 +1,8 @@
 """Versioned contracts of every Tollgate topic: one module per producing service."""
 
 from .checkout import (
+    DisputeClosed,
+    DisputeOpened,
     InvoicePaid,
     InvoicePaymentFailed,
     PaymentRefunded,
@@ -12,13 +14,16 @@ from .checkout import (
 )
 from .envelope import Event, Money, event_id_for
 from .keys import KeyIssued, KeyRevoked, KeysEvent, KeyToppedUp, UsageIntake, UsageRecorded, keys_event, usage_intake
-from .ledger import BalanceUpdated
+from .ledger import BalanceAlert, BalanceUpdated
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
 
 __all__ = [
     "ALL_TOPICS",
+    "BalanceAlert",
     "BalanceUpdated",
+    "DisputeClosed",
+    "DisputeOpened",
     "Event",
     "InvoicePaid",
     "InvoicePaymentFailed",

@@ -73,8 +73,36 @@ class PaymentRefunded(BillingFact):
     full: bool
 
 
+class DisputeFact(Event):
+    # Stripe's dispute object names the charge and PaymentIntent, not the customer.
+    account_id: str | None = Field(default=None, description="The customer, when known")
+    dispute_id: str
+    payment_intent_id: str
+    amount: Money
+
+
+class DisputeOpened(DisputeFact):
+    """The customer disputed a charge: the money is held until the dispute closes."""
+
+    event_type: Literal["DisputeOpened"] = "DisputeOpened"
+
+
+class DisputeClosed(DisputeFact):
+    """A dispute ended: `won` keeps the money, `lost` gives it up."""
+
+    event_type: Literal["DisputeClosed"] = "DisputeClosed"
+    outcome: Literal["won", "lost"]
+
+
 PaymentsEvent = Annotated[
-    PaymentSucceeded | SubscriptionStarted | InvoicePaymentFailed | InvoicePaid | SubscriptionEnded | PaymentRefunded,
+    PaymentSucceeded
+    | SubscriptionStarted
+    | InvoicePaymentFailed
+    | InvoicePaid
+    | SubscriptionEnded
+    | PaymentRefunded
+    | DisputeOpened
+    | DisputeClosed,
     Field(discriminator="event_type"),
 ]
 payments_event = TypeAdapter[PaymentsEvent](PaymentsEvent)

@@ -1,17 +1,46 @@
-"""Events the ledger publishes: balances (compacted, keyed by account) and alerts."""
+"""Events the ledger publishes: balances (compacted, keyed by ledger account) and alerts."""
 
 from typing import Literal
+
+from pydantic import Field
 
 from .envelope import Event
 
 
 class BalanceUpdated(Event):
-    """The full balance of one account's asset; `version` only ever increases."""
+    """The full balance of one ledger account, keyed by `ledger_account` on a compacted
+    topic: the latest message per key is the account's balance.
+
+    `version` only ever increases per account; a consumer keeps the highest it has
+    seen and ignores older ones. Amounts are integers in the asset's smallest unit, in
+    the account's normal direction (a customer's credits are positive).
+    """
 
     event_type: Literal["BalanceUpdated"] = "BalanceUpdated"
+    ledger_account: str = Field(description="Ledger account id, e.g. customer:cus_123:credits")
+    account_id: str = Field(description="The owner: a Tollgate account (Stripe customer) id, or 'system'")
+    asset: str = Field(description="CALLS, a custom credit unit, or money as CURRENCY/2")
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    current: int = Field(description="Posted balance")
+    pending: int = Field(description="Net pending activity (holds)")
+    available: int = Field(description="What can be spent, by `spend_rule`")
+    available_conservative: int = Field(description="Posted less pending outflows")
+    available_optimistic: int = Field(description="Posted plus all pending activity")
+    spend_rule: Literal["conservative", "optimistic"]
+    version: int
+
+
+class BalanceAlert(Event):
+    """A spendable balance crossed its low-balance threshold, ran out, or recovered."""
+
+    event_type: Literal["BalanceAlert"] = "BalanceAlert"
+    ledger_account: str
     account_id: str
     asset: str
-    current: int
-    pending: int
+    alert: Literal["low_balance", "exhausted", "replenished"]
     available: int
-    version: int
+    threshold: int
+    version: int = Field(description="The balance version that raised the alert")

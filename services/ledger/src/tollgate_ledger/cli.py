@@ -1,0 +1,128 @@
+"""`python -m tollgate_ledger.cli <command>`: the ledger for finance and operators.
+
+export --period 2026-11 | --from ISO --to ISO  [--format csv|parquet] [--out FILE]
+trial-balance [--period P | --as-of ISO]   exits 1 if any asset does not sum to zero
+statement --account LEDGER_ACCOUNT --from ISO --to ISO
+close --period P                           closes the period; exits 1 if refused
+verify                                     exits 1 if the chain or totals are broken
+reconcile --from ISO --to ISO              exits 1 if anything is unmatched with Stripe
+asyncapi [--out FILE]                      the AsyncAPI document of the ledger's topics
+"""
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import stripe
+
+from tollgate_shared import db
+
+from . import finance, queries
+from .config import Settings
+from .reconcile import reconcile
+from .spec import asyncapi_yaml
+
+
+def stripe_client(settings: Settings) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.stripe_api_key.get_secret_value(), base_addresses={"api": settings.stripe_api_base}
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tollgate-ledger", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "command", choices=["export", "trial-balance", "statement", "close", "verify", "reconcile", "asyncapi"]
+    )
+    p.add_argument("--period")
+    p.add_argument("--from", dest="start", type=datetime.fromisoformat)
+    p.add_argument("--to", dest="end", type=datetime.fromisoformat)
+    p.add_argument("--as-of", dest="as_of", type=datetime.fromisoformat)
+    p.add_argument("--account")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "asyncapi":
+        return _write(args.out, asyncapi_yaml().encode())
+    return asyncio.run(run(args, Settings()))  # type: ignore[call-arg]
+
+
+def _write(out: Path | None, data: bytes) -> int:
+    if out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out.write_bytes(data)
+    return 0
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    pool = await db.create_pool(settings.database_url, settings.schema_name)
+    try:
+        async with pool.acquire() as conn:
+            match args.command:
+                case "export":
+                    rows = await finance.journal_rows(conn, finance.Selection(args.period, args.start, args.end))
+                    data = finance.to_parquet(rows) if args.format == "parquet" else finance.to_csv(rows)
+                    print(f"export: {len(rows)} postings", file=sys.stderr)
+                    return _write(args.out, data)
+                case "trial-balance":
+                    return print_trial_balance(await queries.trial_balance(conn, as_of=args.as_of, period=args.period))
+                case "statement":
+                    st = await queries.statement(conn, args.account, args.start, args.end)
+                    if st is None:
+                        print(f"statement: no account {args.account!r}", file=sys.stderr)
+                        return 1
+                    print(f"opening\t{st.opening}\t{st.asset}")
+                    for line in st.lines:
+                        when, ref = line.business_time.isoformat(), line.source_ref or ""
+                        print(f"{when}\t{line.kind}\t{line.amount}\t{line.balance}\t{ref}")
+                    print(f"closing\t{st.closing}\t{st.asset}")
+                    return 0
+                case "close":
+                    async with conn.transaction():
+                        try:
+                            closed = await finance.close_period(conn, args.period)
+                        except finance.CloseRefused as exc:
+                            print(f"close: refused: {exc}", file=sys.stderr)
+                            return 1
+                    print(f"close: {closed.period} closed, {closed.accounts} accounts")
+                    print(f"close: stamped with chain seq {closed.chain_seq} hash {closed.chain_hash}")
+                    return 0
+                case "verify":
+                    problems = await finance.verify(conn)
+                    for problem in problems:
+                        print(f"problem\t{problem}")
+                    print(f"verify: {len(problems)} problem(s)")
+                    return 1 if problems else 0
+                case "reconcile":
+                    unmatched = await reconcile(conn, stripe_client(settings), args.start, args.end)
+                    for item in unmatched:
+                        print(f"unmatched\t{item}")
+                    print(f"reconcile: {len(unmatched)} unmatched item(s)")
+                    return 1 if unmatched else 0
+    finally:
+        await pool.close()
+    return 2
+
+
+def print_trial_balance(tb: queries.TrialBalance) -> int:
+    for r in tb.rows:
+        print(f"{r.asset}\t{r.account_id}\t{r.type}\tdebits={r.debits}\tcredits={r.credits}")
+    for asset, (debits, credits) in tb.totals().items():
+        print(f"total\t{asset}\tdebits={debits}\tcredits={credits}\t{'ok' if debits == credits else 'OFF'}")
+    if off := tb.off_balance():
+        print(f"trial-balance: does not balance: {off}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

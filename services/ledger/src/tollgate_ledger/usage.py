@@ -1,0 +1,73 @@
+"""Burning usage: a consumed batch of usage records becomes one entry per account and hour.
+
+Aggregating per account keeps the hot revenue account to one row update per batch,
+however many records it holds. A customer's credits never go below zero: usage beyond
+them is booked as overdrawn (owed to us), so nothing used is ever unbooked.
+"""
+
+from collections import defaultdict
+from datetime import datetime
+
+from tollgate_shared.contracts import UsageIntake
+from tollgate_shared.usage_dedup import fresh_usage
+
+from .book import Book
+from .domain import CREDITS_CONSUMED, Entry, Posting, allocate, customer_credits, customer_overdrawn
+from .grants import live_grants, take_from_grants
+
+Group = tuple[str, datetime]  # account, hour
+
+
+async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
+    """Burn the prepaid records of a batch; returns how many were burned (after dedup)."""
+    prepaid = [u for u in usages if u["billing"] == "prepaid"]
+    if not prepaid:
+        return 0
+    fresh = await _dedup(book, prepaid)
+    groups: dict[Group, list[UsageIntake]] = defaultdict(list)
+    for u in fresh:
+        groups[(u["account_id"], u["occurred_at"].replace(minute=0, second=0, microsecond=0))].append(u)
+    keys = {g: f"usage:{records[0]['event_id']}:{len(records)}" for g, records in groups.items()}
+    done = await book.booked(keys.values())  # whole groups delivered again by an old producer
+    groups = {g: records for g, records in groups.items() if keys[g] not in done}
+    accounts = sorted({account for account, _ in groups})
+    await book.load(
+        [CREDITS_CONSUMED, *(customer_credits(a) for a in accounts), *(customer_overdrawn(a) for a in accounts)]
+    )
+    grants = await live_grants(book, [customer_credits(a).id for a in accounts])
+    taken: dict[str, int] = defaultdict(int)
+    for (account, hour), records in sorted(groups.items()):
+        credits, overdrawn = customer_credits(account), customer_overdrawn(account)
+        units = sum(u["units"] for u in records)
+        spendable = max(0, book.balance(credits.id).available)
+        from_grants, _ = allocate(grants[credits.id], min(units, spendable), book.now)
+        burned = sum(from_grants.values())
+        for grant_id, n in from_grants.items():
+            taken[grant_id] += n
+        postings = [Posting(CREDITS_CONSUMED, -units)]
+        if burned:
+            postings.append(Posting(credits, burned))
+        if units > burned:
+            postings.append(Posting(overdrawn, units - burned))
+        business_time = max(u["occurred_at"] for u in records)
+        book.post(Entry(keys[(account, hour)], "usage", business_time, tuple(postings), records[0]["event_id"]))
+    await book.flush()
+    await take_from_grants(book, taken)
+    return len(fresh)
+
+
+async def _dedup(book: Book, usages: list[UsageIntake]) -> list[UsageIntake]:
+    keyed = sorted({u["key_id"] for u in usages if u.get("key_units_total") is not None})
+    rows = await book.conn.fetch(
+        "SELECT key_id, units_total FROM usage_watermarks WHERE key_id = ANY($1::text[]) FOR UPDATE", keyed
+    )
+    fresh, marks = fresh_usage(usages, {r["key_id"]: r["units_total"] for r in rows})
+    if marks:
+        await book.conn.execute(
+            "INSERT INTO usage_watermarks (key_id, units_total) SELECT * FROM unnest($1::text[], $2::bigint[]) "
+            "ON CONFLICT (key_id) DO UPDATE "
+            "  SET units_total = GREATEST(usage_watermarks.units_total, EXCLUDED.units_total)",
+            list(marks),
+            list(marks.values()),
+        )
+    return fresh
