@@ -17,7 +17,9 @@ from .domain import (
     Entry,
     Grant,
     Posting,
+    allocate,
     customer_credits,
+    customer_overdrawn,
     system_account,
 )
 
@@ -52,6 +54,31 @@ async def add_grant(
         currency,
         tx_id,
     )
+
+
+async def settle_overdrawn(book: Book, account_id: str) -> int:
+    """Pay usage booked beyond the customer's credits out of credits that arrived since.
+
+    Usage and payments come on different topics, so usage can be booked before the
+    purchase that covers it. Settling on every grant makes the final balances the same
+    whatever order the two topics were read in. Returns the units settled.
+    """
+    credits, overdrawn = customer_credits(account_id), customer_overdrawn(account_id)
+    await book.load([credits, overdrawn])
+    owed, spendable = book.balance(overdrawn.id).current, book.balance(credits.id).available
+    if owed <= 0 or spendable <= 0:
+        return 0
+    grants = await live_grants(book, [credits.id])
+    taken, _ = allocate(grants[credits.id], min(owed, spendable), book.now)
+    units = sum(taken.values())
+    if not units:
+        return 0
+    version = book.balance(overdrawn.id).version
+    key = f"settle:{overdrawn.id}:{version}:{book.balance(credits.id).version}"
+    book.post(Entry(key, "overdraft_settlement", book.now, (Posting(credits, units), Posting(overdrawn, -units))))
+    await book.flush()
+    await take_from_grants(book, taken)
+    return units
 
 
 async def live_grants(book: Book, ledger_accounts: list[str]) -> dict[str, list[Grant]]:
@@ -92,6 +119,7 @@ async def grant_promotional(
     await add_grant(
         book, grant_id, account_id, "promotional", PROMOTIONAL_PRIORITY, units, booked[key].tx_id, expires_at=expires_at
     )
+    await settle_overdrawn(book, account_id)
     return True
 
 

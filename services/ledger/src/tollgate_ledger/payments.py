@@ -21,7 +21,7 @@ from .domain import (
     stripe_clearing,
     system_account,
 )
-from .grants import add_grant
+from .grants import add_grant, settle_overdrawn
 from .transfers import Hold, hold, post_hold, void_hold
 
 log = get_logger(__name__)
@@ -54,6 +54,7 @@ async def credit_purchase(book: Book, fact: PaymentSucceeded) -> bool:
         paid_minor=fact.amount.amount_minor,
         currency=fact.amount.currency,
     )
+    await settle_overdrawn(book, fact.account_id)
     return True
 
 

@@ -6,6 +6,7 @@ started: intake runs on tollgate_shared.tx_consumer (offsets in PostgreSQL), and
 publishing goes through the outbox. It only describes the topics and their payloads.
 """
 
+import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
@@ -61,4 +62,6 @@ def asyncapi_yaml() -> str:
         version=__version__,
         description="What the ledger consumes and publishes on Kafka.",
     )
-    return spec.to_specification().to_yaml()
+    # Sorted keys: FastStream's channel order can vary between processes, the file must not.
+    document: str = yaml.safe_dump(spec.to_specification().to_jsonable(), sort_keys=True, width=100)
+    return document

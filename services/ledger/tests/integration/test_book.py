@@ -98,6 +98,16 @@ class TestUsage:
         assert overdrawn is not None and overdrawn.current == 5
         assert consumed is not None and consumed.current >= 15
 
+    async def test_credits_that_arrive_later_settle_the_overdrawn_usage(self, pool: asyncpg.Pool) -> None:
+        account = customer()
+        await burn(pool, usage(account, 5))  # usage read before the purchase that covers it
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 20)))
+        async with pool.acquire() as conn:
+            overdrawn = await queries.balance(conn, customer_overdrawn(account).id)
+        assert overdrawn is not None and overdrawn.current == 0
+        assert await credits_of(pool, account) == 15
+        assert await scalar(pool, "SELECT sum(remaining) FROM credit_grants") == 15
+
     async def test_many_concurrent_burns_never_overdraw_one_account(self, pool: asyncpg.Pool) -> None:
         account = customer()
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 500)))
