@@ -24,7 +24,9 @@ from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, load_meters
 from .common import drop_schema, figure, fresh_schema, fresh_topic, infrastructure, machine
 
 
-def records(n: int, accounts: int, keys_per_account: int, start_at: int = 0) -> list[tuple[bytes, bytes]]:
+def records(
+    n: int, accounts: int, keys_per_account: int, start_at: int = 0, billing: str = "metered"
+) -> list[tuple[bytes, bytes]]:
     """n usage records as Kafka (key, value) pairs, as the keys service would publish them."""
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     keys = [
@@ -41,8 +43,8 @@ def records(n: int, accounts: int, keys_per_account: int, start_at: int = 0) -> 
             UsageRecorded(
                 key_id=key_id,
                 account_id=account,
-                plan="metered",
-                billing="metered",
+                plan=billing,
+                billing=billing,  # type: ignore[arg-type]
                 units=1,
                 key_units_total=totals[k],
                 route="/v1/things",

@@ -121,13 +121,15 @@ class Book:
     # --- changing --------------------------------------------------------------------
 
     def move(self, movements: Iterable[Movement]) -> None:
-        """Apply movements to the Book's balances, all or none."""
-        trial = dict(self._balances)
+        """Apply movements to the Book's balances, all or none. Flags are checked on each
+        account's final state, as the database checks them at the end of the statement."""
+        changed: dict[str, Balance] = {}
         for m in movements:
-            trial[m.account_id] = trial[m.account_id].moved(m)
-            if problem := trial[m.account_id].violation():
-                raise Rejected(problem, f"{m.account_id}: refused ({problem})")
-        self._balances = trial
+            changed[m.account_id] = changed.get(m.account_id, self._balances[m.account_id]).moved(m)
+        for account_id, balance in changed.items():
+            if problem := balance.violation():
+                raise Rejected(problem, f"{account_id}: refused ({problem})")
+        self._balances.update(changed)
 
     def post(self, entry: Entry, holds: Iterable[Movement] = ()) -> None:
         """Add a journal entry (and any hold changes that go with it), all or none."""

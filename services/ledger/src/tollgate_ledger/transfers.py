@@ -49,12 +49,12 @@ async def transfer_many(book: Book, transfers: list[Transfer]) -> list[Outcome |
     """Book many transfers in one Book: one outcome, or the refusal, per transfer."""
     await book.load_ids({t.debit for t in transfers} | {t.credit for t in transfers})
     booked = await book.booked(f"transfer:{t.id}" for t in transfers if not t.pending)
-    holds = {
-        r["id"]
-        for r in await book.conn.fetch(
-            "SELECT id FROM pending_transfers WHERE id = ANY($1::text[])", [t.id for t in transfers if t.pending]
-        )
-    }
+    pending = [t.id for t in transfers if t.pending]
+    holds = (
+        {r["id"] for r in await book.conn.fetch("SELECT id FROM pending_transfers WHERE id = ANY($1::text[])", pending)}
+        if pending
+        else set()
+    )
     outcomes: list[Outcome | Rejected] = []
     for t in transfers:
         try:

@@ -209,6 +209,14 @@ class TestTransfers:
         assert await self.balance(pool, src) == (880, 0, 880)
         assert await self.balance(pool, dst) == (120, 0, 120)
 
+    async def test_a_hold_of_the_whole_balance_can_be_posted_in_full(
+        self, pool: asyncpg.Pool, accounts: tuple[str, str]
+    ) -> None:
+        src, dst = accounts
+        await in_book(pool, lambda b: transfer_many(b, [Transfer("all", src, dst, 1_000, pending=True)]))
+        assert await in_book(pool, lambda b: post_hold(b, "all", None)) is True
+        assert await self.balance(pool, src) == (0, 0, 0)
+
     async def test_a_hold_cannot_spend_what_another_hold_reserved(
         self, pool: asyncpg.Pool, accounts: tuple[str, str]
     ) -> None:
