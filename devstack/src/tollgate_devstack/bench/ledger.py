@@ -14,6 +14,8 @@ import asyncio
 import time
 import uuid
 
+import asyncpg
+
 from tollgate_ledger.app import MIGRATIONS
 from tollgate_ledger.book import Book
 from tollgate_ledger.domain import Account
@@ -27,7 +29,7 @@ from .common import drop_schema, figure, fresh_schema, fresh_topic, infrastructu
 from .usage import produce, records
 
 
-async def seed_credits(pool: object, accounts: int, credits: int) -> None:
+async def seed_credits(pool: asyncpg.Pool, accounts: int, credits: int) -> None:
     facts = [
         PaymentSucceeded(
             account_id=f"cus_bench{a:05d}",
@@ -41,17 +43,18 @@ async def seed_credits(pool: object, accounts: int, credits: int) -> None:
         )
         for a in range(accounts)
     ]
-    async with pool.acquire() as conn, conn.transaction():  # type: ignore[attr-defined]
+    async with pool.acquire() as conn, conn.transaction():
         await book_payments(conn, facts, threshold=0)
 
 
-async def copy_limit(pool: object, data: list[tuple[bytes, bytes]]) -> float:
+async def copy_limit(pool: asyncpg.Pool, data: list[tuple[bytes, bytes]]) -> float:
     """The same rows, one per usage record, COPYed into a plain table: PostgreSQL's limit."""
     rows = [usage_intake.validate_json(value) for _, value in data]
     tuples = [(r["event_id"], r["key_id"], r["account_id"], r["units"], r["occurred_at"]) for r in rows]
-    async with pool.acquire() as conn:  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
         await conn.execute(
-            "CREATE TABLE bench_copy (event_id uuid, key_id uuid, account_id text, units bigint, occurred_at timestamptz)"
+            "CREATE TABLE bench_copy "
+            "(event_id uuid, key_id uuid, account_id text, units bigint, occurred_at timestamptz)"
         )
         started = time.perf_counter()
         for i in range(0, len(tuples), 50_000):
@@ -59,9 +62,9 @@ async def copy_limit(pool: object, data: list[tuple[bytes, bytes]]) -> float:
         return len(tuples) / (time.perf_counter() - started)
 
 
-async def transfers_rate(pool: object, n: int, wallets: int, batch: int, workers: int) -> float:
+async def transfers_rate(pool: asyncpg.Pool, n: int, wallets: int, batch: int, workers: int) -> float:
     accounts = [Account(f"wallet:{i}", f"w{i}", "liability", "EUR/2", owner_kind="customer") for i in range(wallets)]
-    async with pool.acquire() as conn, conn.transaction():  # type: ignore[attr-defined]
+    async with pool.acquire() as conn, conn.transaction():
         book = await Book.open(conn)
         await book.load(accounts)
         await book.flush()
@@ -75,7 +78,7 @@ async def transfers_rate(pool: object, n: int, wallets: int, batch: int, workers
     async def worker() -> None:
         while chunks:
             chunk = chunks.pop()
-            async with pool.acquire() as conn, conn.transaction():  # type: ignore[attr-defined]
+            async with pool.acquire() as conn, conn.transaction():
                 outcomes = await transfer_many(await Book.open(conn), chunk)
             if any(o != "created" for o in outcomes):
                 raise SystemExit(f"transfers refused: {[o for o in outcomes if o != 'created'][:3]}")

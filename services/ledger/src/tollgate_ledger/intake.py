@@ -1,6 +1,7 @@
 """Exactly-once intake from Kafka: each consumed batch is booked in the same PostgreSQL
 transaction that stores its offsets (see tollgate_shared.tx_consumer)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -27,7 +28,7 @@ from .usage import burn_usage
 log = get_logger(__name__)
 
 
-async def book_payments(conn: asyncpg.Connection, events: list[PaymentsEvent], threshold: int) -> None:
+async def book_payments(conn: asyncpg.Connection, events: Sequence[PaymentsEvent], threshold: int) -> None:
     book = await Book.open(conn, low_balance_threshold=threshold)
     for event in events:
         try:
