@@ -132,7 +132,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
 
         async with pool.acquire() as conn:
             burned = await conn.fetchval(
-                "SELECT sum(p.amount) FROM postings p JOIN journal_transactions t ON t.id = p.tx_id "
+                "SELECT sum(p.amount)::bigint FROM postings p JOIN journal_transactions t ON t.id = p.tx_id "
                 "WHERE t.kind = 'usage' AND p.amount > 0"
             )
             problems = await verify(conn)
