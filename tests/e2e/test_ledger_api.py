@@ -1,0 +1,141 @@
+"""The ledger's HTTP API on the running stack: a purchase through Stripe and Kafka, then
+transfers, holds, grants and the finance endpoints; bad input changes nothing."""
+
+import csv
+import io
+import secrets
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from tollgate_devstack.demo import Demo
+
+
+@pytest.fixture
+def admin(stack: dict[str, Any]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=stack["ledger"], headers={"Authorization": f"Bearer {stack['admin_token']}"}, timeout=15
+    )
+
+
+async def open_account(admin: httpx.AsyncClient, kind: str, **extra: Any) -> str:
+    account = f"{kind}:{secrets.token_hex(4)}"
+    body = {"id": account, "owner": "e2e", "type": "liability", "asset": "EUR/2"} | extra
+    r = await admin.post("/v1/ledger-accounts", json=body)
+    assert r.status_code == 201, r.text
+    return account
+
+
+async def test_a_paid_pack_shows_in_balances_statement_export_and_trial_balance(
+    demo: Demo, admin: httpx.AsyncClient
+) -> None:
+    session = await demo.buy("professional", f"fin+{secrets.token_hex(3)}@example.com")
+    await demo.pay(session["id"])
+    account = session["customer"]
+    balance = await demo.balance_equal(account, 10_000)
+    assert balance["available"] == balance["available_conservative"] == 10_000
+
+    r = await admin.get(
+        f"/v1/ledger-accounts/{balance['ledger_account']}/statement",
+        params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+    )
+    assert r.status_code == 200
+    assert [(x["kind"], x["amount"]) for x in r.json()["lines"]] == [("purchase", 10_000)]
+
+    r = await admin.get("/v1/exports/journal", params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert any(x["account_id"] == balance["ledger_account"] and x["direction"] == "credit" for x in rows)
+    r = await admin.get(
+        "/v1/exports/journal",
+        params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "format": "parquet"},
+    )
+    assert pq.read_table(io.BytesIO(r.content)).num_rows == len(rows)
+
+    r = await admin.get("/v1/trial-balance")
+    assert r.status_code == 200 and r.json()["balanced"] is True
+    assert (await admin.get("/v1/verify")).json() == {"ok": True, "problems": []}
+
+
+async def test_two_phase_transfer_over_http(admin: httpx.AsyncClient) -> None:
+    funding = await open_account(admin, "funding")
+    wallet = await open_account(admin, "wallet", flags=["no_overdraft"])
+    shop = await open_account(admin, "shop")
+    assert (
+        await admin.post(
+            "/v1/transfers",
+            json={"id": f"seed-{wallet}", "debit_account": funding, "credit_account": wallet, "amount": 1_000},
+        )
+    ).status_code == 201
+    hold = {"id": f"hold-{wallet}", "debit_account": wallet, "credit_account": shop, "amount": 600, "pending": True}
+    assert (await admin.post("/v1/transfers", json=hold)).status_code == 201
+    assert (await admin.post("/v1/transfers", json=hold)).status_code == 200  # same id: no-op
+    w = (await admin.get(f"/v1/ledger-accounts/{wallet}")).json()
+    assert (w["current"], w["pending"], w["available"]) == (1_000, -600, 400)
+
+    over = {"id": f"over-{wallet}", "debit_account": wallet, "credit_account": shop, "amount": 401}
+    r = await admin.post("/v1/transfers", json=over)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "overdraft"
+
+    r = await admin.post(f"/v1/transfers/hold-{wallet}/post", json={"amount": 250})
+    assert r.status_code == 200
+    w = (await admin.get(f"/v1/ledger-accounts/{wallet}")).json()
+    assert (w["current"], w["pending"], w["available"]) == (750, 0, 750)
+    r = await admin.post(f"/v1/transfers/hold-{wallet}/void")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "transfer_posted"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        (
+            "/v1/transfers",
+            {"id": "x", "debit_account": "a", "credit_account": "b", "amount": -5},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/transfers",
+            {"id": "x", "debit_account": "a", "credit_account": "b", "amount": 10**16},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/transfers",
+            {"id": "x", "debit_account": "nope", "credit_account": "nada", "amount": 5},
+            404,
+            "account_not_found",
+        ),
+        (
+            "/v1/transfers",
+            {"id": "x", "debit_account": "a", "credit_account": "b", "amount": 5, "surprise": 1},
+            422,
+            "invalid_request",
+        ),
+        ("/v1/transfers/nope/post", {}, 404, "transfer_not_found"),
+        (
+            "/v1/ledger-accounts",
+            {"id": "bad id!", "owner": "o", "type": "asset", "asset": "EUR/2"},
+            422,
+            "invalid_request",
+        ),
+        ("/v1/ledger-accounts", {"id": "ok", "owner": "o", "type": "cash", "asset": "EUR/2"}, 422, "invalid_request"),
+        ("/v1/periods/2026-13/close", None, 422, "invalid_request"),
+    ],
+)
+async def test_bad_input_is_refused_clearly_and_changes_nothing(
+    admin: httpx.AsyncClient, path: str, body: dict[str, Any] | None, status: int, code: str
+) -> None:
+    before = (await admin.get("/v1/trial-balance")).json()["totals"]
+    r = await admin.post(path, json=body)
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code)
+    assert (await admin.get("/v1/trial-balance")).json()["totals"] == before
+
+
+async def test_finance_endpoints_need_the_admin_token(stack: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=stack["ledger"]) as anonymous:
+        for path in ("/v1/trial-balance", "/v1/verify", "/v1/exports/journal?period=2026-11"):
+            r = await anonymous.get(path, headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401, path
