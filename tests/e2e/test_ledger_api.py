@@ -4,6 +4,7 @@ transfers, holds, grants and the finance endpoints; bad input changes nothing.""
 import csv
 import io
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -139,3 +140,35 @@ async def test_finance_endpoints_need_the_admin_token(stack: dict[str, Any]) -> 
         for path in ("/v1/trial-balance", "/v1/verify", "/v1/exports/journal?period=2026-11"):
             r = await anonymous.get(path, headers={"Authorization": "Bearer wrong"})
             assert r.status_code == 401, path
+
+
+async def test_corrections_over_http_adjust_reverse_and_close(demo: Demo, admin: httpx.AsyncClient) -> None:
+    session = await demo.buy("professional", f"adj+{secrets.token_hex(3)}@example.com")
+    await demo.pay(session["id"])
+    account = session["customer"]
+    await demo.balance_equal(account, 10_000)
+    body = {"adjustment_id": f"adj-{account}", "units": -300, "reason": "clawback of a test grant"}
+    r = await admin.post(f"/v1/accounts/{account}/adjustments", json=body)
+    assert r.status_code == 201 and r.json()["current"] == 9_700
+    assert (await admin.post(f"/v1/accounts/{account}/adjustments", json=body)).status_code == 200
+
+    a, b = await open_account(admin, "a"), await open_account(admin, "b")
+    await admin.post("/v1/transfers", json={"id": f"t-{a}", "debit_account": a, "credit_account": b, "amount": 9})
+    export = (await admin.get("/v1/exports/journal", params={"period": demo_period()})).text
+    tx_id = next(
+        row["tx_id"] for row in csv.DictReader(io.StringIO(export)) if row["idempotency_key"] == f"transfer:t-{a}"
+    )
+    r = await admin.post(f"/v1/journal/{tx_id}/reverse", json={"reason": "sent to the wrong account"})
+    assert r.status_code == 201
+    assert (await admin.get(f"/v1/ledger-accounts/{a}")).json()["current"] == 0
+    r = await admin.post(f"/v1/ledger-accounts/{a}/close")
+    assert r.status_code == 200 and "closed" in r.json()["flags"]
+    r = await admin.post(
+        "/v1/transfers", json={"id": f"late-{a}", "debit_account": a, "credit_account": b, "amount": 1}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "account_closed"
+
+
+def demo_period() -> str:
+    now = datetime.now(UTC)
+    return f"{now.year:04d}-{now.month:02d}"

@@ -12,6 +12,7 @@ from tollgate_shared.runtime import Runtime
 from . import finance, queries
 from .book import Book, Rejected
 from .config import Settings
+from .corrections import adjust_credits, close_account, reverse
 from .domain import Account, Balance, customer_credits, period_bounds
 from .grants import grant_promotional
 from .transfers import Transfer, post_hold, transfer_many, void_hold
@@ -55,6 +56,16 @@ class GrantRequest(Strict):
     units: int = Field(gt=0, le=MAX_AMOUNT)
     expires_at: AwareDatetime | None = None
     reason: str = Field(default="promotion", max_length=200)
+
+
+class AdjustmentRequest(Strict):
+    adjustment_id: str = Field(min_length=1, max_length=200)
+    units: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive adds credits, negative takes them")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ReverseRequest(Strict):
+    reason: str = Field(min_length=1, max_length=200)
 
 
 class AccountSettings(Strict):
@@ -156,6 +167,50 @@ def router(runtime: Runtime, settings: Settings) -> APIRouter:
         if not await in_book(work):
             response.status_code = 200
         return {"grant_id": body.grant_id, "account_id": account_id, "units": body.units}
+
+    @r.post("/v1/accounts/{account_id}/adjustments", dependencies=admin, status_code=201)
+    async def adjust(account_id: str, body: AdjustmentRequest, response: Response) -> dict[str, Any]:
+        """A manual adjustment of the customer's credits, booked against its own account."""
+
+        async def work(book: Book) -> bool:
+            return await adjust_credits(book, body.adjustment_id, account_id, body.units, body.reason)
+
+        try:
+            if not await in_book(work):
+                response.status_code = 200
+        except Rejected as exc:
+            raise refused(exc) from None
+        async with runtime.pool.acquire() as conn:
+            b = await queries.balance(conn, customer_credits(account_id).id)
+        assert b is not None
+        return balance_body(b)
+
+    @r.post("/v1/journal/{tx_id}/reverse", dependencies=admin, status_code=201)
+    async def reverse_entry(tx_id: int, body: ReverseRequest) -> dict[str, Any]:
+        """Correct a transfer by booking its exact opposite (`reverses` points at it)."""
+
+        async def work(book: Book) -> int:
+            return await reverse(book, tx_id, body.reason)
+
+        try:
+            reversal: int = await in_book(work)
+        except Rejected as exc:
+            raise refused(exc) from None
+        return {"reversed": tx_id, "reversal_tx_id": reversal}
+
+    @r.post("/v1/ledger-accounts/{ledger_account:path}/close", dependencies=admin)
+    async def close_ledger_account(ledger_account: str) -> dict[str, Any]:
+        async def work(book: Book) -> None:
+            await close_account(book, ledger_account)
+
+        try:
+            await in_book(work)
+        except Rejected as exc:
+            raise ApiError(409 if exc.reason == "account_not_empty" else 404, exc.reason, str(exc)) from None
+        async with runtime.pool.acquire() as conn:
+            b = await queries.balance(conn, ledger_account)
+        assert b is not None
+        return balance_body(b)
 
     @r.post("/v1/ledger-accounts", dependencies=admin, status_code=201)
     async def open_account(body: OpenAccount, response: Response) -> dict[str, Any]:

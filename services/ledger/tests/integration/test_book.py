@@ -13,6 +13,7 @@ import pytest
 
 from tollgate_ledger import finance, queries
 from tollgate_ledger.book import Book, Rejected
+from tollgate_ledger.corrections import adjust_credits, close_account, reverse
 from tollgate_ledger.domain import CREDITS_CONSUMED, customer_credits, customer_overdrawn
 from tollgate_ledger.grants import expire_grants, grant_promotional
 from tollgate_ledger.intake import book_payments, book_usage
@@ -273,6 +274,44 @@ class TestGrants:
         assert await in_book(pool, expire_grants) == 1
         assert await credits_of(pool, account) == 100
         assert await scalar(pool, "SELECT count(*) FROM journal_transactions WHERE kind = 'grant_expiry'") == 1
+
+
+class TestCorrections:
+    async def test_manual_adjustments_have_their_own_account_and_grant(self, pool: asyncpg.Pool) -> None:
+        account = customer()
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)))
+        assert await in_book(pool, lambda b: adjust_credits(b, "adj-1", account, 25, "goodwill")) is True
+        assert await in_book(pool, lambda b: adjust_credits(b, "adj-1", account, 25, "goodwill")) is False
+        assert await in_book(pool, lambda b: adjust_credits(b, "adj-2", account, -40, "clawback")) is True
+        assert await credits_of(pool, account) == 85
+        assert await scalar(pool, "SELECT sum(remaining) FROM credit_grants") == 85
+        with pytest.raises(Rejected, match="available"):
+            await in_book(pool, lambda b: adjust_credits(b, "adj-3", account, -86, "too much"))
+        async with pool.acquire() as conn:
+            assert await finance.verify(conn) == []
+
+    async def test_a_transfer_is_corrected_by_a_reversing_entry_once(self, pool: asyncpg.Pool) -> None:
+        src, dst = f"a:{secrets.token_hex(3)}", f"b:{secrets.token_hex(3)}"
+        await open_accounts(pool, (src, "asset", ()), (dst, "equity", ()))
+        await in_book(pool, lambda b: transfer_many(b, [Transfer("wrong", src, dst, 70)]))
+        tx = await scalar(pool, "SELECT id FROM journal_transactions WHERE idempotency_key = 'transfer:wrong'")
+        first = await in_book(pool, lambda b: reverse(b, tx, "typo"))
+        assert await in_book(pool, lambda b: reverse(b, tx, "typo")) == first
+        assert await scalar(pool, "SELECT reverses FROM journal_transactions WHERE id = $1", first) == tx
+        assert await scalar(pool, "SELECT debits_posted - credits_posted FROM balances WHERE account_id = $1", src) == 0
+        await in_book(pool, lambda b: credit_purchase(b, purchase(customer())))
+        purchase_tx = await scalar(pool, "SELECT id FROM journal_transactions WHERE kind = 'purchase'")
+        with pytest.raises(Rejected, match="own operation"):
+            await in_book(pool, lambda b: reverse(b, purchase_tx, "use a refund"))
+
+    async def test_a_closed_account_refuses_every_movement(self, pool: asyncpg.Pool) -> None:
+        src, dst = f"a:{secrets.token_hex(3)}", f"b:{secrets.token_hex(3)}"
+        await open_accounts(pool, (src, "asset", ()), (dst, "equity", ()))
+        await in_book(pool, lambda b: close_account(b, dst))
+        outcome = await in_book(pool, lambda b: transfer_many(b, [Transfer("late", src, dst, 1)]))
+        assert isinstance(outcome[0], Rejected) and outcome[0].reason == "account_closed"
+        with pytest.raises(asyncpg.CheckViolationError, match="closed"):
+            await scalar(pool, "UPDATE balances SET credits_posted = 1 WHERE account_id = $1", dst)
 
 
 class TestRefundsAndDisputes:
