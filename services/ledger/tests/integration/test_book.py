@@ -13,6 +13,7 @@ import pytest
 
 from tollgate_ledger import finance, queries
 from tollgate_ledger.book import Book, Rejected
+from tollgate_ledger.cli import print_trial_balance
 from tollgate_ledger.corrections import adjust_credits, close_account, reverse
 from tollgate_ledger.domain import CREDITS_CONSUMED, customer_credits, customer_overdrawn
 from tollgate_ledger.grants import expire_grants, grant_promotional
@@ -387,6 +388,19 @@ class TestChainAndPeriods:
             problems = await finance.verify(conn)
         assert any("does not match its hash" in p for p in problems)
         assert any("running totals differ" in p for p in problems)
+
+    async def test_the_trial_balance_command_fails_when_an_asset_does_not_sum_to_zero(
+        self, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        account = customer()
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)))
+        async with pool.acquire() as conn:
+            assert print_trial_balance(await queries.trial_balance(conn)) == 0
+            await conn.execute("SET session_replication_role = replica")  # past every trigger
+            await conn.execute("UPDATE postings SET amount = amount + 1 WHERE amount = -100")
+            await conn.execute("SET session_replication_role = DEFAULT")
+            assert print_trial_balance(await queries.trial_balance(conn)) == 1
+        assert "total\tCALLS\tdebits=100\tcredits=99\tOFF" in capsys.readouterr().out
 
     async def test_a_closed_period_ties_out_and_sends_late_entries_to_the_next(self, pool: asyncpg.Pool) -> None:
         account = customer()
