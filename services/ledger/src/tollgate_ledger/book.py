@@ -131,6 +131,11 @@ class Book:
                 raise Rejected(problem, f"{account_id}: refused ({problem})")
         self._balances.update(changed)
 
+    def count_usage(self, account_id: str, units: int) -> None:
+        """Record that `units` of usage were booked against this (credits) account."""
+        b = self._balances[account_id]
+        self._balances[account_id] = replace(b, usage_total=b.usage_total + units)
+
     def post(self, entry: Entry, holds: Iterable[Movement] = ()) -> None:
         """Add a journal entry (and any hold changes that go with it), all or none."""
         if entry.idempotency_key in self._keys:
@@ -214,6 +219,7 @@ class Book:
                 new.credits_posted - old.credits_posted,
                 new.debits_pending - old.debits_pending,
                 new.credits_pending - old.credits_pending,
+                new.usage_total - old.usage_total,
             )
             for account_id in sorted(self._balances)
             if (new := self._balances[account_id]) != (old := self._loaded[account_id])
@@ -223,10 +229,11 @@ class Book:
         rows = await self.conn.fetch(
             "UPDATE balances b SET debits_posted = b.debits_posted + d.dp, credits_posted = b.credits_posted + d.cp, "
             "  debits_pending = b.debits_pending + d.dq, credits_pending = b.credits_pending + d.cq, "
-            "  version = b.version + 1 "
-            "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS d(id, dp, cp, dq, cq) "
+            "  usage_total = b.usage_total + d.u, version = b.version + 1 "
+            "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) "
+            "  AS d(id, dp, cp, dq, cq, u) "
             "WHERE b.account_id = d.id RETURNING b.account_id, b.version",
-            *_columns(deltas, 5),
+            *_columns(deltas, 6),
         )
         changed = [replace(self._balances[row["account_id"]], version=row["version"]) for row in rows]
         for balance in changed:
@@ -275,7 +282,8 @@ class Book:
 
 BALANCE_QUERY = (
     "SELECT b.account_id, a.owner, a.owner_kind, a.type, a.asset, a.flags, a.spend_rule, a.low_balance_threshold, "
-    "  b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending, b.version, b.alert_state "
+    "  b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending, b.version, b.alert_state, "
+    "  b.usage_total "
     "FROM balances b JOIN accounts a ON a.id = b.account_id"
 )
 
@@ -296,6 +304,7 @@ def balance_from(row: asyncpg.Record) -> Balance:
         low_balance_threshold=row["low_balance_threshold"],
         alert_state=row["alert_state"],
         flags=tuple(row["flags"]),
+        usage_total=row["usage_total"],
     )
 
 
@@ -315,6 +324,7 @@ def balance_event(b: Balance) -> BalanceUpdated:
         available_conservative=b.available_conservative,
         available_optimistic=b.available_optimistic,
         spend_rule=b.spend_rule,
+        usage_total=b.usage_total if b.account_id.endswith(":credits") else None,
         version=b.version,
     )
 

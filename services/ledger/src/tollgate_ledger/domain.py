@@ -140,6 +140,7 @@ class Balance:
     low_balance_threshold: int | None = None
     alert_state: str = "ok"
     flags: tuple[str, ...] = ()
+    usage_total: int = 0  # usage units booked against this account, for credits accounts
 
     @property
     def _sign(self) -> int:

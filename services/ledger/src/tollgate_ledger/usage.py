@@ -51,6 +51,7 @@ async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
             postings.append(Posting(overdrawn, units - burned))
         business_time = max(u["occurred_at"] for u in records)
         book.post(Entry(keys[(account, hour)], "usage", business_time, tuple(postings), records[0]["event_id"]))
+        book.count_usage(credits.id, units)
     await book.flush()
     await take_from_grants(book, taken)
     return len(fresh)

@@ -64,6 +64,7 @@ class TestPurchases:
         credits = [r["payload"] for r in rows if r["key"] == customer_credits(account).id]
         assert [(p["current"], p["version"]) for p in credits] == [(10_000, 1), (9_993, 2)]
         assert credits[-1]["account_id"] == account
+        assert [p["usage_total"] for p in credits] == [0, 7]  # what keys reconciles its consumption with
 
 
 class TestUsage:

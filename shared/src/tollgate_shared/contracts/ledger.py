@@ -30,6 +30,11 @@ class BalanceUpdated(Event):
     available_conservative: int = Field(description="Posted less pending outflows")
     available_optimistic: int = Field(description="Posted plus all pending activity")
     spend_rule: Literal["conservative", "optimistic"]
+    usage_total: int | None = Field(
+        default=None,
+        description="For a customer's credits account: cumulative usage units the ledger has booked against it. "
+        "A service that consumes credits itself subtracts what it consumed beyond this from `available`.",
+    )
     version: int
 
 
