@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tollgate_devstack.demo import Demo
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 
@@ -54,7 +55,9 @@ async def a_key(
         uuid4(),
         f"cus_{secrets.token_hex(4)}",
         keyformat.hash_key(stack["launcher"].secrets["hash_secret"].encode(), plaintext),
-        "prepaid" if quota else "metered",
+        # Metered: prepaid usage is burned by the ledger, whose balance for this made-up
+        # account (no purchase, so zero credits) would then gate the key too.
+        "metered",
         quota,
         f"cs_{secrets.token_hex(6)}",
         requests_per_minute,
@@ -106,3 +109,59 @@ class TestTwoProcesses:
         answers = await hammer(two_processes, key, calls=300)
         assert sum(a["isValid"] for a in answers) == 90
         assert {a["reason"] for a in answers if not a["isValid"]} == {"rate_limited"}
+
+
+class TestPrepaidBalance:
+    """The ledger's balance gates spending: keys learns it from ledger.balances."""
+
+    async def credits(self, http: httpx.AsyncClient, stack: dict[str, Any], account: str) -> dict[str, Any]:
+        r = await http.get(
+            f"{stack['keys']}/v1/admin/accounts/{account}/credits",
+            headers={"Authorization": f"Bearer {stack['admin_token']}"},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def until(self, what: str, probe: Any, timeout: float = 30) -> Any:
+        for _ in range(int(timeout * 10)):
+            if result := await probe():
+                return result
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def test_never_one_unit_beyond_the_balance_and_keys_agrees_with_the_ledger(
+        self, stack: dict[str, Any], two_processes: list[str]
+    ) -> None:
+        async with Demo(stack, say=lambda _: None) as demo, httpx.AsyncClient(timeout=15) as http:
+            email = f"credits+{secrets.token_hex(4)}@example.com"
+            session = await demo.buy("enterprise", email)
+            await demo.pay(session["id"])
+            account = session["customer"]
+            key, _ = await demo.key_from_email(email)
+
+            async def learned(amount: int) -> bool:
+                return (await self.credits(http, stack, account))["ledger_available"] == amount
+
+            await self.until("keys to learn the purchase", lambda: learned(100_000))
+            # Finance takes most credits back: the key's quota (100,000) would still allow them.
+            r = await http.post(
+                f"{stack['ledger']}/v1/accounts/{account}/adjustments",
+                headers={"Authorization": f"Bearer {stack['admin_token']}"},
+                json={"adjustment_id": f"take-{account}", "units": -99_900, "reason": "test"},
+            )
+            assert r.status_code == 201, r.text
+            await self.until("keys to learn the adjustment", lambda: learned(100))
+
+            answers = await hammer(two_processes, key, calls=300)
+            assert sum(a["isValid"] for a in answers) == 100
+            assert {a["reason"] for a in answers if not a["isValid"]} == {"insufficient_balance"}
+
+            async def drained() -> dict[str, Any] | None:
+                view = await self.credits(http, stack, account)
+                return view if view["in_flight"] == 0 else None
+
+            view = await self.until("the ledger to book every unit", drained)
+            ledger = await demo.balance(account)
+            assert ledger is not None
+            assert view["available"] == ledger["available"] == 0  # to the unit
+            assert ledger["current"] == 0

@@ -81,6 +81,23 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Bat
         """Served by the fast path in front of this app (fastpath.py); declared here for the docs."""
         return await answer(body, runtime, secrets, batcher)
 
+    @r.get("/v1/admin/accounts/{account_id}/credits", dependencies=admin)
+    async def credits(account_id: str) -> dict[str, Any]:
+        """The keys service's view of the account's prepaid credits, and what it rests on."""
+        async with runtime.pool.acquire() as conn:
+            row = await repo.credits_view(conn, account_id)
+        if row is None:
+            raise ApiError(404, "account_not_found", f"no prepaid credits known for {account_id!r}")
+        return {
+            "account_id": account_id,
+            "available": row["available"],
+            "ledger_available": row["ledger_available"],
+            "ledger_version": row["ledger_version"],
+            "ledger_usage_total": row["ledger_usage_total"],
+            "consumed_total": row["consumed_total"],
+            "in_flight": row["consumed_total"] - row["ledger_usage_total"],
+        }
+
     @r.post("/v1/admin/keys/{key_id}/revoke", dependencies=admin)
     async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> dict[str, Any]:
         key = await revoke_key(key_id, (body or RevokeRequest()).reason, runtime.pool)

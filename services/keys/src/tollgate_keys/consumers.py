@@ -4,6 +4,7 @@ from faststream.kafka import KafkaBroker
 
 from tollgate_shared.bus import subscribe
 from tollgate_shared.contracts import (
+    BalanceUpdated,
     InvoicePaid,
     InvoicePaymentFailed,
     PaymentRefunded,
@@ -13,10 +14,10 @@ from tollgate_shared.contracts import (
     SubscriptionStarted,
     payments_event,
 )
-from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
+from tollgate_shared.contracts.topics import LEDGER_BALANCES, PAYMENTS_EVENTS
 from tollgate_shared.runtime import Runtime
 
-from .handlers import KeySecrets, invoice_paid, issue_key, payment_failed, revoke_keys_of
+from .handlers import KeySecrets, invoice_paid, issue_key, learn_balance, payment_failed, revoke_keys_of
 
 GROUP = "keys"
 
@@ -33,4 +34,14 @@ def register(broker: KafkaBroker, runtime: Runtime, secrets: KeySecrets, payment
             case SubscriptionEnded() | PaymentRefunded():
                 await revoke_keys_of(event, runtime.pool)
 
+    async def on_balance(event: BalanceUpdated) -> None:
+        await learn_balance(event, runtime.pool)
+
     subscribe(broker, PAYMENTS_EVENTS, group_id=GROUP, parse=payments_event.validate_json, handle=on_payment)
+    subscribe(
+        broker,
+        LEDGER_BALANCES,
+        group_id=f"{GROUP}.balances",
+        parse=BalanceUpdated.model_validate_json,
+        handle=on_balance,
+    )

@@ -17,6 +17,7 @@ Reason = Literal[
     "expired",
     "quota_exceeded",
     "rate_limited",
+    "insufficient_balance",
 ]
 FEATURE = re.compile(r"^api:(rate|units):(minute|hour|day):(\d+)$")
 

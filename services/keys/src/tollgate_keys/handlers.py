@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet
 
 from tollgate_shared import outbox
 from tollgate_shared.contracts import (
+    BalanceUpdated,
     InvoicePaid,
     InvoicePaymentFailed,
     KeyIssued,
@@ -153,6 +154,15 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
     if state.outcome != "ok":
         return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
     return Verdict(state, cmd.units if cmd.consume else 0, None)
+
+
+async def learn_balance(event: BalanceUpdated, pool: asyncpg.Pool) -> bool:
+    """Keep the ledger's view of a customer's credits, newest version wins (the topic is
+    compacted and may be replayed from the start)."""
+    if event.usage_total is None or event.ledger_account != f"customer:{event.account_id}:credits":
+        return False  # not a credits account: keys gates spending on credits only
+    async with pool.acquire() as conn:
+        return await repo.learn_balance(conn, event.account_id, event.available, event.usage_total, event.version)
 
 
 async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyRow | None:

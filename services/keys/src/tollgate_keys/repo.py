@@ -29,6 +29,33 @@ class KeyRow:
     features: list[str]
 
 
+async def learn_balance(
+    conn: asyncpg.Connection, account_id: str, available: int, usage_total: int, version: int
+) -> bool:
+    """Take the ledger's balance of the account's credits if it is newer than ours."""
+    changed = await conn.fetchval(
+        "INSERT INTO account_credits (account_id, ledger_available, ledger_usage_total, ledger_version) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (account_id) DO UPDATE SET "
+        "  ledger_available = EXCLUDED.ledger_available, ledger_usage_total = EXCLUDED.ledger_usage_total, "
+        "  ledger_version = EXCLUDED.ledger_version, updated_at = now() "
+        "WHERE account_credits.ledger_version < EXCLUDED.ledger_version RETURNING true",
+        account_id,
+        available,
+        usage_total,
+        version,
+    )
+    return bool(changed)
+
+
+async def credits_view(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT *, ledger_available - (consumed_total - ledger_usage_total) AS available "
+        "FROM account_credits WHERE account_id = $1",
+        account_id,
+    )
+    return row
+
+
 async def insert_key(
     conn: asyncpg.Connection,
     *,
@@ -46,6 +73,10 @@ async def insert_key(
     payment_intent_id: str | None = None,
 ) -> bool:
     """False if a key for this source (Checkout Session) already exists."""
+    if billing == "prepaid":
+        # The account's credits row exists before any key can consume against it, so a
+        # first consumption never has to create it (which could race another batch).
+        await conn.execute("INSERT INTO account_credits (account_id) VALUES ($1) ON CONFLICT DO NOTHING", account_id)
     return (
         await conn.fetchval(
             "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, "

@@ -233,3 +233,40 @@ class TestStatus:
             await conn.execute(f"UPDATE keys SET {change}")
         assert (await validate(Validate(key, 1, True))).reason == reason
         assert await quota_used(pool) == 0
+
+
+class TestPrepaidCredits:
+    """The ledger's balance gates prepaid keys, less what keys consumed since."""
+
+    async def balance(self, pool: asyncpg.Pool, key: str, available: int, usage_total: int, version: int) -> bool:
+        async with pool.acquire() as conn:
+            account = await conn.fetchval(
+                "SELECT account_id FROM keys WHERE key_hash = $1", keyformat.hash_key(SECRETS.hash_secret, key)
+            )
+            return await repo.learn_balance(conn, account, available, usage_total, version)
+
+    async def test_refused_the_moment_the_balance_cannot_cover_the_call(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
+        key = await a_key(pool, quota=1_000)
+        assert (await validate(Validate(key, 5, True))).valid  # before the ledger speaks: the quota holds
+        assert await self.balance(pool, key, available=10, usage_total=5, version=3)
+        assert (await validate(Validate(key, 6, True))).valid
+        verdict = await validate(Validate(key, 5, True))
+        assert (verdict.valid, verdict.reason) == (False, "insufficient_balance")
+        assert (await validate(Validate(key, 4, True))).valid  # exactly what is left
+        assert (await validate(Validate(key, 1, True))).reason == "insufficient_balance"
+
+    async def test_an_older_balance_never_replaces_a_newer_one(self, pool: asyncpg.Pool, validate: Check) -> None:
+        key = await a_key(pool, quota=1_000)
+        assert await self.balance(pool, key, available=3, usage_total=0, version=9)
+        assert not await self.balance(pool, key, available=500, usage_total=0, version=8)  # a replayed message
+        assert (await validate(Validate(key, 4, True))).reason == "insufficient_balance"
+
+    async def test_concurrent_consumers_never_take_the_balance_below_zero(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
+        key = await a_key(pool, quota=1_000)
+        assert await self.balance(pool, key, available=37, usage_total=0, version=1)
+        verdicts = await asyncio.gather(*(validate(Validate(key, 1, True)) for _ in range(200)))
+        assert sum(v.valid for v in verdicts) == 37
