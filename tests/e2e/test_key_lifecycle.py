@@ -118,3 +118,47 @@ class TestTopUp:
                 json={"plan": "starter", "email": "a@example.com", "account_id": "cus_nobody"},
             )
         assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_account")
+
+
+async def test_customers_list_their_own_keys_with_any_live_key_and_see_only_prefix_and_last_four(
+    demo: Demo, stack: dict[str, Any]
+) -> None:
+    email = f"self+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy("starter", email)
+    await demo.pay(session["id"])
+    key, _ = await demo.key_from_email(email)
+    async with httpx.AsyncClient(base_url=stack["keys"], timeout=15) as http:
+        r = await http.get("/v1/keys", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        listed = r.json()["keys"]
+        assert [k["display"] for k in listed] == [f"{key[:8]}…{key[-4:]}"]
+        assert key not in r.text
+        assert r.json()["accountId"] == session["customer"]
+        for bad in ("", "Bearer tg_test_nope", f"Bearer {key[:-1]}x"):
+            assert (await http.get("/v1/keys", headers={"Authorization": bad})).status_code == 401
+
+
+async def test_rotation_emails_a_successor_and_the_old_key_works_through_the_grace(
+    demo: Demo, stack: dict[str, Any]
+) -> None:
+    email = f"rotate+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy("starter", email)
+    await demo.pay(session["id"])
+    old, _ = await demo.key_from_email(email)
+    key_id = (await demo.keys_of(session["customer"]))[0]["id"]
+    async with httpx.AsyncClient(base_url=stack["keys"], timeout=15) as http:
+        r = await http.post(
+            f"/v1/admin/keys/{key_id}/rotate",
+            headers={"Authorization": f"Bearer {stack['admin_token']}"},
+            json={"graceSeconds": 3600},
+        )
+        assert r.status_code == 200, r.text
+
+    async def successor() -> str | None:
+        new, _ = await demo.key_from_email(email)
+        return new if new != old else None
+
+    new = await eventually("the successor key's email", successor)
+    assert (await demo.validate(new))["isValid"]
+    assert (await demo.validate(old))["isValid"]  # within the grace
+    assert len(await demo.keys_of(session["customer"])) == 2

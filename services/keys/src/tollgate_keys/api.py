@@ -1,17 +1,17 @@
 """The keys service's HTTP edge: validate (public), and the admin API (bearer token)."""
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tollgate_shared.http import ApiError, bearer_token_guard
 from tollgate_shared.runtime import Runtime
 
-from . import repo
+from . import keyformat, repo
 from .batcher import Batcher
-from .handlers import KeySecrets, Validate, Verdict, revoke_key, validate_key
+from .handlers import KeySecrets, RotationRefused, Validate, Verdict, revoke_key, rotate_key, validate_key
 
 MAX_UNITS = 1_000_000
 
@@ -55,6 +55,18 @@ def verdict_body(v: Verdict) -> dict[str, Any]:
 async def answer(body: ValidateRequest, runtime: Runtime, secrets: KeySecrets, batcher: Batcher) -> dict[str, Any]:
     cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
     return verdict_body(await validate_key(cmd, runtime.pool, secrets, batcher))
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    grace_s: float = Field(default=24 * 3600, ge=0, le=90 * 86400, alias="graceSeconds")
+
+
+class ExpiryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    expires_at: AwareDatetime | None = Field(alias="expiresAt")
 
 
 def key_body(k: repo.KeyRow) -> dict[str, Any]:
@@ -122,6 +134,42 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str, batcher: Bat
                     raise ApiError(404, "key_not_found", f"no key {key_id}")
                 raise ApiError(409, "key_revoked", "a revoked key cannot be suspended or resumed")
         return key_body(key)
+
+    @r.post("/v1/admin/keys/{key_id}/rotate", dependencies=admin)
+    async def rotate(key_id: UUID, body: RotateRequest | None = None) -> dict[str, Any]:
+        """A successor key, emailed to the customer; the old one keeps working for the grace."""
+        grace = (body or RotateRequest()).grace_s
+        try:
+            new = await rotate_key(key_id, grace, runtime.pool, secrets)
+        except RotationRefused as exc:
+            status = 404 if str(exc) == "key_not_found" else 409
+            raise ApiError(status, str(exc), f"key {key_id} cannot be rotated ({exc})") from None
+        return {"rotated": str(key_id), "graceSeconds": grace, "successor": key_body(new)}
+
+    @r.post("/v1/admin/keys/{key_id}/expiry", dependencies=admin)
+    async def expiry(key_id: UUID, body: ExpiryRequest) -> dict[str, Any]:
+        """Set (or clear, with null) the moment the key stops working."""
+        async with runtime.pool.acquire() as conn:
+            key = await repo.set_expiry(conn, key_id, body.expires_at)
+            if key is None:
+                if await repo.find_by_id(conn, key_id) is None:
+                    raise ApiError(404, "key_not_found", f"no key {key_id}")
+                raise ApiError(409, "key_revoked", "a revoked key stays revoked")
+        return key_body(key)
+
+    @r.get("/v1/keys")
+    async def my_keys(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """Self-service: a customer lists their account's keys (prefix and last four only),
+        authenticated by any live key of theirs as `Authorization: Bearer <api key>`."""
+        scheme, _, api_key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not keyformat.is_well_formed(api_key):
+            raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
+        async with runtime.pool.acquire() as conn:
+            me = await repo.find_live_by_hash(conn, keyformat.hash_key(secrets.hash_secret, api_key))
+            if me is None:
+                raise ApiError(401, "unauthorized", "that key is unknown, revoked or expired")
+            keys = await repo.list_for_account(conn, me.account_id)
+        return {"accountId": me.account_id, "keys": [key_body(k) for k in keys]}
 
     @r.get("/v1/admin/accounts/{account_id}/keys", dependencies=admin)
     async def list_keys(account_id: str) -> dict[str, Any]:

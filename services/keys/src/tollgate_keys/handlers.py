@@ -63,6 +63,12 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
             subscription_id=fact.subscription_id if isinstance(fact, SubscriptionStarted) else None,
             payment_intent_id=fact.payment_intent_id if isinstance(fact, PaymentSucceeded) else None,
         )
+        await conn.execute(
+            "UPDATE keys SET customer_email = $2, product_name = $3 WHERE id = $1",
+            key_id,
+            fact.customer_email,
+            fact.product_name,
+        )
         if not created:
             log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)
             return False
@@ -163,6 +169,75 @@ async def learn_balance(event: BalanceUpdated, pool: asyncpg.Pool) -> bool:
         return False  # not a credits account: keys gates spending on credits only
     async with pool.acquire() as conn:
         return await repo.learn_balance(conn, event.account_id, event.available, event.usage_total, event.version)
+
+
+class RotationRefused(Exception):
+    pass
+
+
+async def rotate_key(key_id: UUID, grace_s: float, pool: asyncpg.Pool, secrets: KeySecrets) -> repo.KeyRow:
+    """Issue a successor with the same account, plan, quota and limits; the old key works
+    as an alias of it for `grace_s`, then expires. The new plaintext goes to the customer
+    the way a first key does: encrypted in a KeyIssued event, for the notifier."""
+    plaintext, new_id = keyformat.generate(secrets.environment), uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        old = await conn.fetchrow("SELECT * FROM keys WHERE id = $1 FOR UPDATE", key_id)
+        if old is None:
+            raise RotationRefused("key_not_found")
+        if old["status"] == "revoked" or old["rotated_to"] is not None:
+            raise RotationRefused("key_not_rotatable")
+        if not old["customer_email"]:
+            raise RotationRefused("no_email_on_file")
+        await conn.execute(
+            "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, quota_used, "
+            "  features, source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
+            "  subscription_id, payment_intent_id, status, expires_at, customer_email, product_name) "
+            "SELECT $2, account_id, $3, $4, plan, billing, quota_limit, quota_used, features, 'rotate:' || id, "
+            "  requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, subscription_id, "
+            "  payment_intent_id, status, expires_at, customer_email, product_name FROM keys WHERE id = $1",
+            key_id,
+            new_id,
+            keyformat.hash_key(secrets.hash_secret, plaintext),
+            keyformat.display(plaintext),
+        )
+        # The current windows carry over, so a rotation cannot double a rate limit.
+        await conn.execute(
+            "INSERT INTO rate_counters (key_id, period, window_start, requests, units) "
+            "SELECT $2, period, window_start, requests, units FROM rate_counters WHERE key_id = $1",
+            key_id,
+            new_id,
+        )
+        await conn.execute(
+            "UPDATE keys SET rotated_to = $2, expires_at = LEAST(coalesce(expires_at, 'infinity'), "
+            "  now() + make_interval(secs => $3)) WHERE id = $1",
+            key_id,
+            new_id,
+            grace_s,
+        )
+        new = await repo.find_by_id(conn, new_id)
+        assert new is not None
+        await outbox.add(
+            conn,
+            KEYS_EVENTS,
+            new.account_id,
+            KeyIssued(
+                event_id=event_id_for("KeyIssued", str(new_id)),
+                causation_id=f"rotate:{key_id}",
+                key_id=new_id,
+                account_id=new.account_id,
+                customer_email=old["customer_email"],
+                plan=new.plan,
+                product_name=old["product_name"] or new.plan,
+                billing=new.billing,  # type: ignore[arg-type]
+                quota=new.quota_limit,
+                features=tuple(new.features),
+                expires_at=new.expires_at,
+                key_display=new.key_display,
+                key_ciphertext=secrets.delivery.encrypt(plaintext.encode()).decode(),
+            ),
+        )
+    log.info("key rotated", key_id=str(key_id), successor=str(new_id), grace_s=grace_s)
+    return new
 
 
 async def revoke_key(key_id: UUID, reason: str, pool: asyncpg.Pool) -> repo.KeyRow | None:

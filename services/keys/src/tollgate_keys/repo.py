@@ -147,6 +147,23 @@ async def list_for_account(conn: asyncpg.Connection, account_id: str) -> list[Ke
     return [KeyRow(**r) for r in rows]
 
 
+async def find_live_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | None:
+    """A key that is neither revoked nor expired."""
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM keys WHERE key_hash = $1 AND status <> 'revoked' "
+        "AND (expires_at IS NULL OR expires_at > now())",
+        key_hash,
+    )
+    return KeyRow(**row) if row else None
+
+
+async def set_expiry(conn: asyncpg.Connection, key_id: UUID, expires_at: datetime | None) -> KeyRow | None:
+    row = await conn.fetchrow(
+        f"UPDATE keys SET expires_at = $2 WHERE id = $1 AND status <> 'revoked' RETURNING {COLUMNS}", key_id, expires_at
+    )
+    return KeyRow(**row) if row else None
+
+
 async def schedule_suspension(conn: asyncpg.Connection, subscription_id: str, grace_s: float) -> int:
     """Keys of the subscription stop after the grace, unless already scheduled sooner."""
     result = await conn.execute(
@@ -198,7 +215,7 @@ async def active_pack_key(conn: asyncpg.Connection, account_id: str, plan: str) 
     """The customer's key for this prepaid plan, locked so two top-ups add up."""
     row = await conn.fetchrow(
         f"SELECT {COLUMNS} FROM keys WHERE account_id = $1 AND plan = $2 AND billing = 'prepaid' "
-        "AND status = 'active' ORDER BY created_at LIMIT 1 FOR UPDATE",
+        "AND status = 'active' AND rotated_to IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE",
         account_id,
         plan,
     )

@@ -4,7 +4,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -13,7 +13,16 @@ from cryptography.fernet import Fernet
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher
 from tollgate_keys.domain import Limits
-from tollgate_keys.handlers import KeySecrets, Validate, Verdict, issue_key, revoke_key, validate_key
+from tollgate_keys.handlers import (
+    KeySecrets,
+    RotationRefused,
+    Validate,
+    Verdict,
+    issue_key,
+    revoke_key,
+    rotate_key,
+    validate_key,
+)
 from tollgate_shared.contracts import Money, PaymentSucceeded
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
@@ -270,3 +279,49 @@ class TestPrepaidCredits:
         assert await self.balance(pool, key, available=37, usage_total=0, version=1)
         verdicts = await asyncio.gather(*(validate(Validate(key, 1, True)) for _ in range(200)))
         assert sum(v.valid for v in verdicts) == 37
+
+
+class TestRotationAndExpiry:
+    async def issued(self, pool: asyncpg.Pool) -> tuple[str, str]:
+        fact = PaymentSucceeded(
+            account_id=f"cus_{secrets.token_hex(4)}",
+            customer_email="rotate@example.com",
+            plan="professional",
+            product_name="Pro",
+            credits=100,
+            amount=Money(amount_minor=2500, currency="usd"),
+            checkout_session_id=f"cs_{secrets.token_hex(6)}",
+        )
+        assert await issue_key(fact, pool, SECRETS)
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT k.id, o.payload FROM keys k JOIN outbox o ON o.payload->>'key_id' = k.id::text"
+            )
+        return str(row["id"]), SECRETS.delivery.decrypt(row["payload"]["key_ciphertext"].encode()).decode()
+
+    async def test_the_old_key_is_an_alias_of_its_successor_for_the_grace_then_expires(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
+        key_id, old = await self.issued(pool)
+        assert (await validate(Validate(old, 10, True))).valid
+        successor = await rotate_key(UUID(key_id), 0.5, pool, SECRETS)
+        assert successor.quota_used == 10  # the quota carries over, it does not double
+        async with pool.acquire() as conn:
+            sent = await conn.fetchval(
+                "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(successor.id)
+            )
+        new = SECRETS.delivery.decrypt(sent.encode()).decode()
+        assert new != old and keyformat.display(new) == successor.key_display
+        assert (await validate(Validate(old, 30, True))).valid  # the grace: old still works…
+        assert (await validate(Validate(new, 60, True))).valid  # …against the one shared quota
+        assert (await validate(Validate(old, 1, True))).reason == "quota_exceeded"
+        await asyncio.sleep(0.6)
+        assert (await validate(Validate(old, 0, False))).reason == "expired"
+        with pytest.raises(RotationRefused):
+            await rotate_key(UUID(key_id), 0, pool, SECRETS)
+
+    async def test_an_expiry_set_by_the_admin_applies_at_once(self, pool: asyncpg.Pool, validate: Check) -> None:
+        key_id, key = await self.issued(pool)
+        async with pool.acquire() as conn:
+            assert await repo.set_expiry(conn, UUID(key_id), datetime.now(UTC)) is not None
+        assert (await validate(Validate(key, 1, True))).reason == "expired"
