@@ -4,7 +4,6 @@ keys service re-published."""
 
 import asyncio
 import secrets
-import sys
 from typing import Any
 from uuid import uuid4
 
@@ -12,6 +11,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tollgate_devstack.crashable import CrashableService
 from tollgate_devstack.processes import free_port
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_ledger.domain import customer_credits, customer_overdrawn
@@ -21,14 +21,13 @@ from tollgate_shared.contracts.topics import PAYMENTS_EVENTS, USAGE_RECORDED
 from .helpers import purchase
 
 
-class Ledger:
+class Ledger(CrashableService):
     """A ledger process of its own: own schema and consumer groups."""
 
     def __init__(self, stack: dict[str, Any]) -> None:
-        self.launcher, self.tag = stack["launcher"], secrets.token_hex(4)
-        self.name, self.schema = f"ledger-crash-{self.tag}", f"ledger_crash_{self.tag}"
-        self.database_url = stack["database_url"]
-        self.env = {
+        self.tag = secrets.token_hex(4)
+        self.schema, self.database_url = f"ledger_crash_{self.tag}", stack["database_url"]
+        env = {
             "LEDGER_DATABASE_URL": stack["database_url"],
             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
             "LEDGER_HTTP_PORT": str(free_port()),
@@ -39,24 +38,7 @@ class Ledger:
             "LEDGER_STRIPE_API_BASE": stack["stripe"],
             "LEDGER_USAGE_BATCH_MAX_RECORDS": "50",
         }
-
-    def start(self, pause_at: str | None = None) -> None:
-        env = self.env | ({"TOLLGATE_PAUSE_AT": pause_at} if pause_at else {})
-        self.launcher.procs.start(self.name, [sys.executable, "-m", "tollgate_ledger"], env)
-
-    def kill(self) -> None:
-        self.launcher.procs.kill(self.name)
-
-    def log(self) -> str:
-        path = self.launcher.procs.log_dir / f"{self.name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        for _ in range(int(timeout * 10)):
-            if text in self.log():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"never logged {text!r}:\n{self.log()[-3000:]}")
+        super().__init__(stack, f"ledger-crash-{self.tag}", "tollgate_ledger", env)
 
     async def booked(self, account: str) -> tuple[int, int]:
         """(credits left, units of usage booked) for the account."""

@@ -4,7 +4,6 @@ window's value exactly once (same identifier, same value), and nothing is counte
 import asyncio
 import json
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -14,19 +13,18 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tollgate_devstack.crashable import CrashableService
 from tollgate_devstack.processes import free_port
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded
 from tollgate_shared.contracts.topics import USAGE_RECORDED
 
 
-class Instance:
+class Instance(CrashableService):
     """One usage-sync process of its own: own schema, consumer group and Stripe meter."""
 
     def __init__(self, stack: dict[str, Any], tmp: Path) -> None:
-        self.launcher = stack["launcher"]
         self.tag = secrets.token_hex(4)
-        self.name = f"usage-sync-crash-{self.tag}"
         self.route = f"/crash/{self.tag}"
         meters = tmp / "meters.json"
         meters.write_text(
@@ -43,7 +41,7 @@ class Instance:
                 }
             )
         )
-        self.env = {
+        env = {
             "USAGE_SYNC_DATABASE_URL": stack["database_url"],
             "USAGE_SYNC_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
             "USAGE_SYNC_HTTP_PORT": str(free_port()),
@@ -57,25 +55,8 @@ class Instance:
             "USAGE_SYNC_TICK_SECONDS": "0.3",
             "USAGE_SYNC_REPORT_LEASE_S": "2",
         }
+        super().__init__(stack, f"usage-sync-crash-{self.tag}", "tollgate_usage_sync", env)
         self.database_url = stack["database_url"]
-
-    def start(self, pause_at: str | None = None) -> None:
-        env = self.env | ({"TOLLGATE_PAUSE_AT": pause_at} if pause_at else {})
-        self.launcher.procs.start(self.name, [sys.executable, "-m", "tollgate_usage_sync"], env)
-
-    def kill(self) -> None:
-        self.launcher.procs.kill(self.name)
-
-    def log(self) -> str:
-        path = self.launcher.procs.log_dir / f"{self.name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        for _ in range(int(timeout * 10)):
-            if text in self.log():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"never logged {text!r}:\n{self.log()[-3000:]}")
 
     async def windows(self) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.database_url)

@@ -1,3 +1,25 @@
+-- consume() and consume_many() are redefined whole (SQL has no other way to change a
+-- function); what changed from 002/003 is marked in the comments below.
+--
+-- Prepaid credits, exact: the keys service learns each account's available credits from
+-- the ledger (ledger.balances) and consumes against them atomically, with the quota and
+-- the rate limits, in consume().
+--
+-- keys' view of what is available = ledger_available - (consumed_total - ledger_usage_total):
+-- the ledger's balance at `ledger_version` already reflects `ledger_usage_total` units of
+-- usage; anything this service consumed beyond that is still on its way to the ledger.
+-- When all events have drained the two numbers agree to the unit.
+CREATE TABLE account_credits (
+    account_id         text PRIMARY KEY,
+    ledger_available   bigint,           -- NULL until the ledger's first balance arrives
+    ledger_usage_total bigint NOT NULL DEFAULT 0,
+    ledger_version     bigint NOT NULL DEFAULT 0,
+    consumed_total     bigint NOT NULL DEFAULT 0,
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO account_credits (account_id, consumed_total)
+    SELECT account_id, sum(quota_used) FROM keys WHERE billing = 'prepaid' GROUP BY account_id;
+
 -- Rotation: a new key takes over from the old one, which keeps working for a grace
 -- period (until its expires_at) as an alias of the new one.
 ALTER TABLE keys ADD COLUMN rotated_to uuid REFERENCES keys (id),
