@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 from cryptography.fernet import Fernet
 
-from tollgate_shared.contracts import KeyIssued, KeyToppedUp
+from tollgate_shared.contracts import BalanceAlert, InvoicePaymentFailed, KeyIssued, KeyToppedUp
 from tollgate_shared.logging import get_logger
 
 from .mailer import Mailer
@@ -55,6 +55,61 @@ async def email_top_up(event: KeyToppedUp, deps: NotifierDeps) -> bool:
         },
     )
     return await send_once(deps, event.event_id, "key_topped_up", event.customer_email, email)
+
+
+async def remember_contact(event: KeyIssued | KeyToppedUp, deps: NotifierDeps) -> None:
+    """The address a customer paid with is where their account's notices go."""
+    async with deps.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO contacts (account_id, email, name) VALUES ($1, $2, $3) ON CONFLICT (account_id) "
+            "DO UPDATE SET email = EXCLUDED.email, name = coalesce(EXCLUDED.name, contacts.name), updated_at = now()",
+            event.account_id,
+            event.customer_email,
+            event.customer_name,
+        )
+
+
+async def _contact(deps: NotifierDeps, account_id: str) -> tuple[str, str] | None:
+    async with deps.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT email, name FROM contacts WHERE account_id = $1", account_id)
+    return (row["email"], row["name"] or row["email"]) if row else None
+
+
+async def email_balance_alert(alert: BalanceAlert, deps: NotifierDeps) -> bool:
+    """Low and exhausted credits are worth an email; replenished credits are not."""
+    template = {"low_balance": "low_balance", "exhausted": "credits_exhausted"}.get(alert.alert)
+    if template is None:
+        return False
+    contact = await _contact(deps, alert.account_id)
+    if contact is None:
+        log.warning("no address for a balance alert", alert=alert.alert, account_id=alert.account_id)
+        return False
+    to, name = contact
+    values = {
+        "Available": f"{alert.available:,}",
+        "Threshold": f"{alert.threshold:,}",
+        "CustomerName": name,
+        "CustomerEmail": to,
+        "CustomerPortalUrl": deps.customer_portal_url,
+    }
+    return await send_once(deps, alert.event_id, template, to, render(load(template, deps.templates_dir), values))
+
+
+async def email_payment_failed(fact: InvoicePaymentFailed, deps: NotifierDeps) -> bool:
+    contact = await _contact(deps, fact.account_id)
+    if contact is None:
+        log.warning("no address for a payment failure", account_id=fact.account_id)
+        return False
+    to, name = contact
+    values = {
+        "InvoiceId": fact.invoice_id,
+        "AttemptCount": str(fact.attempt_count),
+        "CustomerName": name,
+        "CustomerEmail": to,
+        "CustomerPortalUrl": deps.customer_portal_url,
+    }
+    email = render(load("payment_failed", deps.templates_dir), values)
+    return await send_once(deps, fact.event_id, "payment_failed", to, email)
 
 
 async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, email: Email) -> bool:

@@ -46,3 +46,21 @@ class TestTopUpTemplate:
         )
         assert email.subject == "Starter: 1,000 calls added to your key"
         assert "2,000" in email.body and "tg_test_…abcd" in email.body
+
+
+NOTICE_VALUES = {
+    "Available": "40",
+    "Threshold": "100",
+    "InvoiceId": "in_123",
+    "AttemptCount": "2",
+    "CustomerName": "Ada",
+    "CustomerEmail": "a@example.com",
+    "CustomerPortalUrl": "http://portal",
+}
+
+
+@pytest.mark.parametrize("name", ["low_balance", "credits_exhausted", "payment_failed"])
+def test_every_notice_template_renders_without_leftover_placeholders(name: str) -> None:
+    email = render(load(name), NOTICE_VALUES)
+    assert email.subject and "{{" not in email.subject + email.body
+    assert "a@example.com" in email.body
