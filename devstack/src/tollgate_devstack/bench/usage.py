@@ -8,14 +8,17 @@ from the last record produced to its window being aggregated.
 
 import argparse
 import asyncio
+import multiprocessing
 import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tollgate_shared.contracts import UsageIntake, UsageRecorded, usage_intake
+from tollgate_shared import db
+from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded, usage_intake
 from tollgate_shared.tx_consumer import TransactionalConsumer
 from tollgate_usage_sync.aggregate import Windows, aggregate_batch
 from tollgate_usage_sync.app import MIGRATIONS
@@ -95,7 +98,50 @@ async def raw_consume_rate(bootstrap: str, topic: str, partitions: int, n: int) 
         await consumer.stop()
 
 
-async def main(n: int, accounts: int) -> None:
+def _worker(bootstrap: str, topic: str, partitions: int, database_url: str, schema: str, group: str) -> None:
+    """One more aggregator process in the same consumer group (for --workers)."""
+
+    async def run() -> None:
+        pool = await db.create_pool(database_url, schema, min_size=2, max_size=8)
+        meters, windows = load_meters(DEFAULT_METERS_PATH), Windows(timedelta(hours=1), grace_seconds=7200)
+
+        async def apply(conn: object, usages: list[UsageIntake]) -> None:
+            await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
+
+        consumer = TransactionalConsumer[UsageIntake](
+            bootstrap_servers=bootstrap,
+            topic=Topic(topic, partitions=partitions),
+            group_id=group,
+            pool=pool,
+            parse=usage_intake.validate_json,
+            apply=apply,
+        )
+        await consumer.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+async def workers_rate(bootstrap: str, topic: Topic, database_url: str, schema: str, workers: int, n: int) -> float:
+    """Aggregation rate with `workers` processes sharing the topic's partitions."""
+    ctx = multiprocessing.get_context("spawn")
+    args = (bootstrap, topic.name, topic.partitions, database_url, schema, f"bench-mp-{schema}")
+    procs = [ctx.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        while (await conn.fetchval("SELECT coalesce(sum(value), 0) FROM usage_windows")) < n:
+            await asyncio.sleep(0.05)
+        return n / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+        for p in procs:
+            p.terminate()
+
+
+async def main(n: int, accounts: int, workers: int = 1) -> None:
     stack = infrastructure()
     bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
     print(f"bench-usage: {n:,} records, {accounts} accounts, on {machine()}", flush=True)
@@ -109,6 +155,12 @@ async def main(n: int, accounts: int) -> None:
         figure(
             "usage.kafka_limit_per_s", await raw_consume_rate(bootstrap, topic.name, topic.partitions, n), "records/s"
         )
+
+        if workers > 1:
+            rate = await workers_rate(bootstrap, topic, database_url, schema, workers, n)
+            figure("usage.aggregated_per_s", rate, "records/s")
+            print(f"bench-usage: {workers} aggregator processes in one consumer group", flush=True)
+            return
 
         meters = load_meters(DEFAULT_METERS_PATH)
         windows = Windows(timedelta(hours=1), grace_seconds=7200)
@@ -151,5 +203,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1, help="aggregator processes in one consumer group")
     args = parser.parse_args()
-    asyncio.run(main(args.records, args.accounts))
+    asyncio.run(main(args.records, args.accounts, args.workers))
