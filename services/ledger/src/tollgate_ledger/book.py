@@ -63,7 +63,6 @@ class Book:
         self._balances: dict[str, Balance] = {}
         self._entries: list[Entry] = []
         self._keys: set[str] = set()
-        self._alerts: list[tuple[Balance, str, int]] = []
 
     @classmethod
     async def open(cls, conn: asyncpg.Connection, *, low_balance_threshold: int = 0) -> "Book":
@@ -93,16 +92,14 @@ class Book:
                 for a in new
             ],
         )
-        for row in await self.conn.fetch(BALANCE_QUERY + " WHERE b.account_id = ANY($1::text[])", list(missing)):
-            balance = balance_from(row)
-            self._loaded[balance.account_id] = self._balances[balance.account_id] = balance
+        await self.load_ids(missing)
 
     async def load_ids(self, account_ids: Iterable[str]) -> None:
         """Load existing accounts by id (for operations naming accounts, not creating them)."""
         ids = [i for i in set(account_ids) if i not in self._balances]
-        for row in await self.conn.fetch(BALANCE_QUERY + " WHERE b.account_id = ANY($1::text[])", ids):
-            balance = balance_from(row)
-            self._loaded[balance.account_id] = self._balances[balance.account_id] = balance
+        if ids:
+            rows = await self.conn.fetch(BALANCE_QUERY + " WHERE b.account_id = ANY($1::text[])", ids)
+            self._remember([balance_from(row) for row in rows])
 
     def balance(self, account_id: str) -> Balance:
         return self._balances[account_id]
@@ -150,7 +147,8 @@ class Book:
         """Write everything; returns each entry's journal id by idempotency key."""
         booked = await self._write_journal()
         changed = await self._write_balances()
-        await outbox.add_many(self.conn, self._events(changed))
+        alerts = await self._write_alert_states(changed)
+        await outbox.add_many(self.conn, self._events(changed, alerts))
         self._entries = []
         return booked
 
@@ -236,9 +234,7 @@ class Book:
             *_columns(deltas, 6),
         )
         changed = [replace(self._balances[row["account_id"]], version=row["version"]) for row in rows]
-        for balance in changed:
-            self._loaded[balance.account_id] = self._balances[balance.account_id] = balance
-        await self._update_alert_states(changed)
+        self._remember(changed)
         return changed
 
     def _threshold(self, b: Balance) -> int | None:
@@ -247,25 +243,37 @@ class Book:
             return None
         return b.low_balance_threshold if b.low_balance_threshold is not None else self._default_threshold
 
-    async def _update_alert_states(self, changed: list[Balance]) -> None:
-        self._alerts = []
-        updates = []
+    async def _write_alert_states(self, changed: list[Balance]) -> list[tuple[Balance, str, int]]:
+        """The alerts these balances raise; their new states are kept, in the database and
+        in the Book, so a later flush of the same Book does not announce them again."""
+        alerts: list[tuple[Balance, str, int]] = []
+        moved: list[Balance] = []
         for b in changed:
             threshold = self._threshold(b)
             if threshold is None:
                 continue
             state = alert_state(b.available, threshold)
             if (kind := alert_for(b.alert_state, state)) is not None:
-                self._alerts.append((b, kind, threshold))
-                updates.append((b.account_id, state))
-        if updates:
-            await self.conn.executemany("UPDATE balances SET alert_state = $2 WHERE account_id = $1", updates)
+                alerts.append((b, kind, threshold))
+                moved.append(replace(b, alert_state=state))
+        if moved:
+            await self.conn.executemany(
+                "UPDATE balances SET alert_state = $2 WHERE account_id = $1",
+                [(b.account_id, b.alert_state) for b in moved],
+            )
+            self._remember(moved)
+        return alerts
 
-    def _events(self, changed: list[Balance]) -> list[tuple[Topic, str, Event]]:
+    def _remember(self, balances: list[Balance]) -> None:
+        """These are now the balances as written."""
+        for b in balances:
+            self._loaded[b.account_id] = self._balances[b.account_id] = b
+
+    def _events(self, changed: list[Balance], alerts: list[tuple[Balance, str, int]]) -> list[tuple[Topic, str, Event]]:
         events: list[tuple[Topic, str, Event]] = [
             (LEDGER_BALANCES, b.account_id, balance_event(b)) for b in changed if b.owner_kind != "system"
         ]
-        for b, kind, threshold in self._alerts:
+        for b, kind, threshold in alerts:
             alert = BalanceAlert(
                 event_id=event_id_for("BalanceAlert", b.account_id, str(b.version)),
                 ledger_account=b.account_id,

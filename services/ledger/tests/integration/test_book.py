@@ -466,3 +466,17 @@ class TestAlerts:
             ("exhausted", 0),
             ("replenished", 100),
         ]
+
+    async def test_a_purchase_that_also_settles_overdrawn_usage_announces_one_recovery(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        account = customer()
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)), threshold=50)
+        async with pool.acquire() as conn, conn.transaction():
+            await book_usage(conn, [usage(account, 130)], threshold=50)  # 30 beyond the credits
+        # One Book: the purchase and the settlement of the 30 overdrawn units.
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)), threshold=50)
+        assert await credits_of(pool, account) == 70
+        async with pool.acquire() as conn:
+            alerts = await conn.fetch("SELECT payload FROM outbox WHERE topic = 'ledger.alerts' ORDER BY id")
+        assert [a["payload"]["alert"] for a in alerts] == ["exhausted", "replenished"]
