@@ -110,6 +110,8 @@ class Book:
     async def booked(self, keys: Iterable[str]) -> set[str]:
         """Which of these idempotency keys are already in the journal or in this Book."""
         keys = list(keys)
+        if not keys:
+            return set()
         rows = await self.conn.fetch(
             "SELECT idempotency_key FROM journal_transactions WHERE idempotency_key = ANY($1::text[])", keys
         )

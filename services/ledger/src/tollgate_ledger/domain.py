@@ -119,6 +119,7 @@ CREDITS_CONSUMED = system_account("credits_consumed", "revenue", CALLS)
 CREDITS_EXPIRED = system_account("credits_expired", "revenue", CALLS)
 PROMOTIONS = system_account("promotional_credits", "expense", CALLS)
 ADJUSTMENTS = system_account("manual_adjustments", "equity", CALLS)
+REFUNDED_USAGE = system_account("refunded_usage", "expense", CALLS)  # calls refunded after they were used
 
 
 # --- balances -------------------------------------------------------------------------
@@ -272,7 +273,9 @@ def burn_order(grants: Iterable[Grant]) -> list[Grant]:
 
 
 def allocate(grants: Iterable[Grant], units: int, now: datetime) -> tuple[dict[str, int], int]:
-    """Take `units` from live grants in burn order: ({grant id: units}, units not covered)."""
+    """Take `units` from live grants in burn order: ({grant id: units}, units not covered).
+    The grants' `remaining` go down as they are taken from, so a caller can allocate
+    several times from one list."""
     taken: dict[str, int] = {}
     left = units
     for g in burn_order(grants):

@@ -14,13 +14,13 @@ from .book import Book, Rejected
 from .domain import (
     CREDITS_EXPIRED,
     PROMOTIONAL_PRIORITY,
+    PROMOTIONS,
     Entry,
     Grant,
     Posting,
     allocate,
     customer_credits,
     customer_overdrawn,
-    system_account,
 )
 
 log = get_logger(__name__)
@@ -109,12 +109,11 @@ async def grant_promotional(
 ) -> bool:
     """Free credits: a promotion is the seller's expense."""
     credits = customer_credits(account_id)
-    promotions = system_account("promotional_credits", "expense", credits.asset)
     key = f"grant:{grant_id}"
     if await book.booked([key]):
         return False
-    await book.load([credits, promotions])
-    book.post(Entry(key, "promotional_grant", book.now, (Posting(promotions, units), Posting(credits, -units)), reason))
+    await book.load([credits, PROMOTIONS])
+    book.post(Entry(key, "promotional_grant", book.now, (Posting(PROMOTIONS, units), Posting(credits, -units)), reason))
     booked = await book.flush()
     await add_grant(
         book, grant_id, account_id, "promotional", PROMOTIONAL_PRIORITY, units, booked[key].tx_id, expires_at=expires_at

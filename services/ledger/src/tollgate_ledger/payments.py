@@ -11,21 +11,19 @@ from .book import Book
 from .domain import (
     CREDITS_ISSUED,
     PAID_PRIORITY,
+    REFUNDED_USAGE,
     Entry,
     Posting,
     customer_credits,
     customer_prepaid,
     dispute_losses,
-    money_asset,
     refunds_paid,
     stripe_clearing,
-    system_account,
 )
 from .grants import add_grant, settle_overdrawn
-from .transfers import Hold, hold, post_hold, void_hold
+from .transfers import Transfer, hold, post_hold, void_hold
 
 log = get_logger(__name__)
-REFUNDED_USAGE = system_account("refunded_usage", "expense", "CALLS")
 
 
 async def credit_purchase(book: Book, fact: PaymentSucceeded) -> bool:
@@ -119,13 +117,14 @@ async def refund_payment(book: Book, fact: PaymentRefunded) -> bool:
     return True
 
 
-def _dispute_hold(fact: DisputeOpened | DisputeClosed) -> Hold:
+def _dispute_hold(fact: DisputeOpened | DisputeClosed) -> Transfer:
     currency = fact.amount.currency
-    return Hold(
+    return Transfer(
         id=f"dispute:{fact.dispute_id}",
         debit=dispute_losses(currency).id,
         credit=stripe_clearing(currency).id,
         amount=fact.amount.amount_minor,
+        pending=True,
         kind="dispute",
         source_ref=fact.payment_intent_id,
     )
@@ -135,7 +134,7 @@ async def open_dispute(book: Book, fact: DisputeOpened) -> bool:
     """The disputed money is held until the dispute closes."""
     currency = fact.amount.currency
     await book.load([dispute_losses(currency), stripe_clearing(currency)])
-    return await hold(book, _dispute_hold(fact), business_time=fact.occurred_at)
+    return await hold(book, _dispute_hold(fact))
 
 
 async def close_dispute(book: Book, fact: DisputeClosed) -> bool:
@@ -143,10 +142,7 @@ async def close_dispute(book: Book, fact: DisputeClosed) -> bool:
     currency = fact.amount.currency
     await book.load([dispute_losses(currency), stripe_clearing(currency)])
     spec = _dispute_hold(fact)
-    await hold(book, spec, business_time=fact.occurred_at)  # if the opening never arrived
+    await hold(book, spec)  # if the opening never arrived
     if fact.outcome == "lost":
         return await post_hold(book, spec.id, None, business_time=fact.occurred_at)
     return await void_hold(book, spec.id)
-
-
-__all__ = ["close_dispute", "credit_purchase", "money_asset", "open_dispute", "refund_payment"]

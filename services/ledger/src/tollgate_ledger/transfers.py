@@ -6,7 +6,7 @@ or in part (the rest is released), voided, or expires by itself at its deadline.
 The client's transfer id makes every call idempotent.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -19,17 +19,6 @@ from .domain import Entry, Posting, hold_movements
 
 log = get_logger(__name__)
 Outcome = Literal["created", "exists"]
-
-
-@dataclass(frozen=True)
-class Hold:
-    id: str
-    debit: str
-    credit: str
-    amount: int
-    kind: str = "transfer"
-    source_ref: str | None = None
-    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -115,18 +104,12 @@ async def _insert_holds(book: Book, transfers: list[Transfer]) -> None:
     )
 
 
-async def hold(book: Book, h: Hold, *, business_time: datetime | None = None) -> bool:
-    """Place a hold (accounts already loaded); False if this hold id exists."""
-    del business_time  # a hold books nothing; its post carries the business time
-    if await book.conn.fetchval("SELECT 1 FROM pending_transfers WHERE id = $1", h.id):
-        return False
-    t = Transfer(h.id, h.debit, h.credit, h.amount, pending=True, kind=h.kind, source_ref=h.source_ref)
-    outcome = _one(book, t, set(), set())
-    await book.flush()
-    await _insert_holds(book, [t] if outcome == "created" else [])
-    if h.expires_at:
-        await book.conn.execute("UPDATE pending_transfers SET expires_at = $2 WHERE id = $1", h.id, h.expires_at)
-    return True
+async def hold(book: Book, t: Transfer) -> bool:
+    """Place one hold, raising `Rejected` if refused; False if this hold id exists."""
+    (outcome,) = await transfer_many(book, [replace(t, pending=True)])
+    if isinstance(outcome, Rejected):
+        raise outcome
+    return outcome == "created"
 
 
 async def _pending(book: Book, hold_id: str) -> asyncpg.Record:
