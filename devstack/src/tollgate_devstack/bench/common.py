@@ -3,13 +3,16 @@
 import asyncio
 import platform
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 
 from tollgate_shared import db
 from tollgate_shared.bus import ensure_topics
-from tollgate_shared.contracts import Topic
+from tollgate_shared.contracts import Topic, UsageIntake, usage_intake
+from tollgate_shared.tx_consumer import TransactionalConsumer
 
 from ..stack import Stack
 
@@ -51,3 +54,32 @@ async def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> Topic
     await ensure_topics(bootstrap, (topic,))
     await asyncio.sleep(0.5)
     return topic
+
+
+def usage_consumer(
+    bootstrap: str,
+    topic: Topic,
+    group_id: str,
+    pool: asyncpg.Pool,
+    apply: Callable[[asyncpg.Connection, list[UsageIntake]], Awaitable[object]],
+) -> TransactionalConsumer[UsageIntake]:
+    """The services' own intake path over `topic`, applying each batch with `apply`."""
+
+    async def apply_batch(conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+        await apply(conn, usages)
+
+    return TransactionalConsumer[UsageIntake](
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        group_id=group_id,
+        pool=pool,
+        parse=usage_intake.validate_json,
+        apply=apply_batch,
+    )
+
+
+async def until_applied(consumer: TransactionalConsumer[UsageIntake], count: int, poll_s: float = 0.05) -> float:
+    """Wait until the consumer has applied `count` records; returns the moment it had."""
+    while consumer.applied < count:
+        await asyncio.sleep(poll_s)
+    return time.perf_counter()

@@ -23,9 +23,17 @@ from tollgate_ledger.finance import verify
 from tollgate_ledger.intake import book_payments, book_usage
 from tollgate_ledger.transfers import Transfer, transfer_many
 from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, usage_intake
-from tollgate_shared.tx_consumer import TransactionalConsumer
 
-from .common import drop_schema, figure, fresh_schema, fresh_topic, infrastructure, machine
+from .common import (
+    drop_schema,
+    figure,
+    fresh_schema,
+    fresh_topic,
+    infrastructure,
+    machine,
+    until_applied,
+    usage_consumer,
+)
 from .usage import produce, records
 
 
@@ -100,22 +108,13 @@ async def main(n: int, accounts: int, transfers: int) -> None:
         await produce(bootstrap, topic.name, data)
         figure("ledger.limit_insert_rows_per_s", await copy_limit(pool, data), "rows/s")
 
-        async def apply(conn: object, usages: list[UsageIntake]) -> None:
-            await book_usage(conn, usages, threshold=0)  # type: ignore[arg-type]
+        async def burn(conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+            await book_usage(conn, usages, threshold=0)
 
-        consumer = TransactionalConsumer[UsageIntake](
-            bootstrap_servers=bootstrap,
-            topic=topic,
-            group_id=f"bench-{schema}",
-            pool=pool,
-            parse=usage_intake.validate_json,
-            apply=apply,
-        )
+        consumer = usage_consumer(bootstrap, topic, f"bench-{schema}", pool, burn)
         started = time.perf_counter()
         await consumer.start()
-        while consumer.applied < n:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed = await until_applied(consumer, n) - started
         figure("ledger.usage_burned_per_s", n / elapsed, "records/s")
         async with pool.acquire() as conn:
             entries = await conn.fetchval("SELECT count(*) FROM journal_transactions WHERE kind = 'usage'")
@@ -123,9 +122,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
 
         burst = records(20_000, accounts, keys_per_account=2, start_at=10 * n, billing="prepaid")
         last_produced = await produce(bootstrap, topic.name, burst)
-        while consumer.applied < n + len(burst):
-            await asyncio.sleep(0.005)
-        figure("ledger.lag_ms", (time.perf_counter() - last_produced) * 1000, "ms")
+        figure("ledger.lag_ms", (await until_applied(consumer, n + len(burst), 0.005) - last_produced) * 1000, "ms")
         await consumer.stop()
 
         figure("ledger.transfers_per_s", await transfers_rate(pool, transfers, 1000, 500, 2), "transfers/s")

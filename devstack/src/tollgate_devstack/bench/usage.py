@@ -12,19 +12,28 @@ import multiprocessing
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tollgate_shared import db
-from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded, usage_intake
-from tollgate_shared.tx_consumer import TransactionalConsumer
+from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded
 from tollgate_usage_sync.aggregate import Windows, aggregate_batch
 from tollgate_usage_sync.app import MIGRATIONS
 from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, load_meters
 
-from .common import drop_schema, figure, fresh_schema, fresh_topic, infrastructure, machine
+from .common import (
+    drop_schema,
+    figure,
+    fresh_schema,
+    fresh_topic,
+    infrastructure,
+    machine,
+    until_applied,
+    usage_consumer,
+)
 
 
 def records(
@@ -98,25 +107,22 @@ async def raw_consume_rate(bootstrap: str, topic: str, partitions: int, n: int) 
         await consumer.stop()
 
 
+def aggregator() -> Callable[[asyncpg.Connection, list[UsageIntake]], Awaitable[int]]:
+    """usage-sync's batch step with the shipped meters, hour windows and a long grace."""
+    meters, windows = load_meters(DEFAULT_METERS_PATH), Windows(timedelta(hours=1), grace_seconds=7200)
+
+    async def apply(conn: asyncpg.Connection, usages: list[UsageIntake]) -> int:
+        return await aggregate_batch(conn, usages, meters, windows)
+
+    return apply
+
+
 def _worker(bootstrap: str, topic: str, partitions: int, database_url: str, schema: str, group: str) -> None:
     """One more aggregator process in the same consumer group (for --workers)."""
 
     async def run() -> None:
         pool = await db.create_pool(database_url, schema, min_size=2, max_size=8)
-        meters, windows = load_meters(DEFAULT_METERS_PATH), Windows(timedelta(hours=1), grace_seconds=7200)
-
-        async def apply(conn: object, usages: list[UsageIntake]) -> None:
-            await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
-
-        consumer = TransactionalConsumer[UsageIntake](
-            bootstrap_servers=bootstrap,
-            topic=Topic(topic, partitions=partitions),
-            group_id=group,
-            pool=pool,
-            parse=usage_intake.validate_json,
-            apply=apply,
-        )
-        await consumer.start()
+        await usage_consumer(bootstrap, Topic(topic, partitions=partitions), group, pool, aggregator()).start()
         await asyncio.Event().wait()
 
     asyncio.run(run())
@@ -162,36 +168,19 @@ async def main(n: int, accounts: int, workers: int = 1) -> None:
             print(f"bench-usage: {workers} aggregator processes in one consumer group", flush=True)
             return
 
-        meters = load_meters(DEFAULT_METERS_PATH)
-        windows = Windows(timedelta(hours=1), grace_seconds=7200)
-
-        async def apply(conn: object, usages: list[UsageIntake]) -> None:
-            await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
-
-        consumer = TransactionalConsumer[UsageIntake](
-            bootstrap_servers=bootstrap,
-            topic=topic,
-            group_id=f"bench-{schema}",
-            pool=pool,
-            parse=usage_intake.validate_json,
-            apply=apply,
-        )
+        consumer = usage_consumer(bootstrap, topic, f"bench-{schema}", pool, aggregator())
         started = time.perf_counter()
         await consumer.start()
-        while consumer.applied < n:
-            await asyncio.sleep(0.05)
-        figure("usage.aggregated_per_s", n / (time.perf_counter() - started), "records/s")
+        figure("usage.aggregated_per_s", n / (await until_applied(consumer, n) - started), "records/s")
 
         # Lag: with the aggregator caught up, a burst arrives; time from its last record
         # produced to that record's window being committed.
         burst = records(20_000, accounts, keys_per_account=2, start_at=10 * n)
         last_produced = await produce(bootstrap, topic.name, burst)
-        while consumer.applied < n + len(burst):
-            await asyncio.sleep(0.005)
-        figure("usage.lag_ms", (time.perf_counter() - last_produced) * 1000, "ms")
+        figure("usage.lag_ms", (await until_applied(consumer, n + len(burst), 0.005) - last_produced) * 1000, "ms")
         await consumer.stop()
         async with pool.acquire() as conn:
-            total = await conn.fetchval("SELECT sum(value) FROM usage_windows")
+            total = await conn.fetchval("SELECT sum(value)::bigint FROM usage_windows")
         if total != n + len(burst):
             raise SystemExit(f"aggregated {total} units, expected {n + len(burst)}")
         print(f"bench-usage: windows hold exactly {total:,} units: every record counted once", flush=True)
