@@ -133,8 +133,9 @@ CREATE INDEX credit_grants_burn_order ON credit_grants (account_id, priority, ex
 CREATE INDEX credit_grants_expiry ON credit_grants (expires_at) WHERE remaining > 0 AND expires_at IS NOT NULL;
 CREATE INDEX credit_grants_source_ref ON credit_grants (source_ref);
 
--- Upstream re-publishes of usage are dropped by a per-key watermark of cumulative units.
-CREATE TABLE usage_watermarks (
+-- Upstream re-publishes of usage are dropped by a per-key watermark of cumulative units
+-- (tollgate_shared.usage_dedup, which usage-sync uses on its own table of this name).
+CREATE TABLE key_watermarks (
     key_id      text PRIMARY KEY,
     units_total bigint NOT NULL
 );

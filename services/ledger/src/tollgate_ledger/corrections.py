@@ -2,8 +2,8 @@
 accounts. The journal is never edited; a correction is an entry of its own."""
 
 from .book import Book, Rejected
-from .domain import ADJUSTMENTS, Entry, Posting, allocate, customer_credits
-from .grants import add_grant, live_grants, take_from_grants
+from .domain import ADJUSTMENTS, Entry, Posting, customer_credits
+from .grants import add_grant, draw_from_grants
 
 ADJUSTMENT_PRIORITY = 50  # between promotional (burned first) and paid credits
 # Entries that also moved a sub-ledger (grants, holds, watermarks) are corrected by their
@@ -21,20 +21,16 @@ async def adjust_credits(book: Book, adjustment_id: str, account_id: str, units:
         return False
     credits = customer_credits(account_id)
     await book.load([credits, ADJUSTMENTS])
-    taken: dict[str, int] = {}
     if units < 0:
-        grants = await live_grants(book, [credits.id])
         if book.balance(credits.id).available < -units:
             raise Rejected("overdraft", f"{account_id} has {book.balance(credits.id).available} credits available")
-        taken, _ = allocate(grants[credits.id], -units, book.now)
+        await draw_from_grants(book, credits.id, -units)
     book.post(
         Entry(key, "manual_adjustment", book.now, (Posting(ADJUSTMENTS, units), Posting(credits, -units)), reason)
     )
     booked = await book.flush()
     if units > 0:
         await add_grant(book, key, account_id, "adjustment", ADJUSTMENT_PRIORITY, units, booked[key].tx_id)
-    else:
-        await take_from_grants(book, taken)
     return True
 
 

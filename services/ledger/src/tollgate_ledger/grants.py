@@ -68,17 +68,22 @@ async def settle_overdrawn(book: Book, account_id: str) -> int:
     owed, spendable = book.balance(overdrawn.id).current, book.balance(credits.id).available
     if owed <= 0 or spendable <= 0:
         return 0
-    grants = await live_grants(book, [credits.id])
-    taken, _ = allocate(grants[credits.id], min(owed, spendable), book.now)
-    units = sum(taken.values())
+    units = await draw_from_grants(book, credits.id, min(owed, spendable))
     if not units:
         return 0
     version = book.balance(overdrawn.id).version
     key = f"settle:{overdrawn.id}:{version}:{book.balance(credits.id).version}"
     book.post(Entry(key, "overdraft_settlement", book.now, (Posting(credits, units), Posting(overdrawn, -units))))
     await book.flush()
-    await take_from_grants(book, taken)
     return units
+
+
+async def draw_from_grants(book: Book, credits_account: str, units: int) -> int:
+    """Take up to `units` from the account's live grants in burn order; returns how many."""
+    grants = await live_grants(book, [credits_account])
+    taken, _ = allocate(grants[credits_account], units, book.now)
+    await take_from_grants(book, taken)
+    return sum(taken.values())
 
 
 async def live_grants(book: Book, ledger_accounts: list[str]) -> dict[str, list[Grant]]:

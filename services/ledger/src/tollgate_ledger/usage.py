@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from tollgate_shared.contracts import UsageIntake
-from tollgate_shared.usage_dedup import fresh_usage
+from tollgate_shared.usage_dedup import drop_republished
 
 from .book import Book
 from .domain import CREDITS_CONSUMED, Entry, Posting, allocate, customer_credits, customer_overdrawn
@@ -23,7 +23,7 @@ async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
     prepaid = [u for u in usages if u["billing"] == "prepaid"]
     if not prepaid:
         return 0
-    fresh = await _dedup(book, prepaid)
+    fresh = await drop_republished(book.conn, prepaid)
     groups: dict[Group, list[UsageIntake]] = defaultdict(list)
     for u in fresh:
         groups[(u["account_id"], u["occurred_at"].replace(minute=0, second=0, microsecond=0))].append(u)
@@ -55,20 +55,3 @@ async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
     await book.flush()
     await take_from_grants(book, taken)
     return len(fresh)
-
-
-async def _dedup(book: Book, usages: list[UsageIntake]) -> list[UsageIntake]:
-    keyed = sorted({u["key_id"] for u in usages if u.get("key_units_total") is not None})
-    rows = await book.conn.fetch(
-        "SELECT key_id, units_total FROM usage_watermarks WHERE key_id = ANY($1::text[]) FOR UPDATE", keyed
-    )
-    fresh, marks = fresh_usage(usages, {r["key_id"]: r["units_total"] for r in rows})
-    if marks:
-        await book.conn.execute(
-            "INSERT INTO usage_watermarks (key_id, units_total) SELECT * FROM unnest($1::text[], $2::bigint[]) "
-            "ON CONFLICT (key_id) DO UPDATE "
-            "  SET units_total = GREATEST(usage_watermarks.units_total, EXCLUDED.units_total)",
-            list(marks),
-            list(marks.values()),
-        )
-    return fresh

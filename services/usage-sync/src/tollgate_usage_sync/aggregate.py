@@ -9,7 +9,7 @@ import asyncpg
 from tollgate_shared.contracts import UsageIntake
 from tollgate_shared.contracts.envelope import utcnow
 from tollgate_shared.logging import get_logger
-from tollgate_shared.usage_dedup import fresh_usage
+from tollgate_shared.usage_dedup import drop_republished
 
 from . import repo
 from .domain import Meter, report_identifier, window_start
@@ -36,9 +36,7 @@ async def aggregate_batch(
     counted in the currently open window instead, and the adjustment is logged: late
     usage is billed late, never dropped.
     """
-    watermarks = await repo.watermarks(conn, [u["key_id"] for u in usages if u.get("key_units_total") is not None])
-    fresh, new_marks = fresh_usage(usages, watermarks)
-    await repo.raise_watermarks(conn, new_marks)
+    fresh = await drop_republished(conn, usages)
     now = utcnow()
     sums: dict[WindowKey, int] = defaultdict(int)
     members: dict[WindowKey, set[str]] = defaultdict(set)

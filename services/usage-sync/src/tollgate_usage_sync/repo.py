@@ -10,27 +10,6 @@ from tollgate_shared import db
 WindowKey = tuple[str, str, datetime]
 
 
-async def watermarks(conn: asyncpg.Connection, key_ids: list[str]) -> dict[str, int]:
-    if not key_ids:
-        return {}
-    rows = await conn.fetch(
-        "SELECT key_id, units_total FROM key_watermarks WHERE key_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE",
-        list(set(key_ids)),
-    )
-    return {r["key_id"]: r["units_total"] for r in rows}
-
-
-async def raise_watermarks(conn: asyncpg.Connection, marks: dict[str, int]) -> None:
-    if marks:
-        await conn.execute(
-            "INSERT INTO key_watermarks (key_id, units_total) SELECT * FROM unnest($1::text[], $2::bigint[]) "
-            "ON CONFLICT (key_id) DO UPDATE SET units_total = GREATEST(key_watermarks.units_total, "
-            "EXCLUDED.units_total)",
-            list(marks),
-            list(marks.values()),
-        )
-
-
 async def lock_closed_windows(conn: asyncpg.Connection, keys: list[WindowKey]) -> set[WindowKey]:
     """Lock the batch's existing windows (in key order, as the closer does) and return the
     ones no longer open. Holding the locks until commit means a window cannot close
