@@ -62,12 +62,8 @@ async def issue_key(fact: PaymentSucceeded | SubscriptionStarted, pool: asyncpg.
             limits=limits_from_features(fact.features),
             subscription_id=fact.subscription_id if isinstance(fact, SubscriptionStarted) else None,
             payment_intent_id=fact.payment_intent_id if isinstance(fact, PaymentSucceeded) else None,
-        )
-        await conn.execute(
-            "UPDATE keys SET customer_email = $2, product_name = $3 WHERE id = $1",
-            key_id,
-            fact.customer_email,
-            fact.product_name,
+            customer_email=fact.customer_email,
+            product_name=fact.product_name,
         )
         if not created:
             log.info("key already issued for this session", checkout_session_id=fact.checkout_session_id)

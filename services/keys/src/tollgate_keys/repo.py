@@ -71,6 +71,8 @@ async def insert_key(
     limits: Limits = NO_LIMITS,
     subscription_id: str | None = None,
     payment_intent_id: str | None = None,
+    customer_email: str | None = None,
+    product_name: str | None = None,
 ) -> bool:
     """False if a key for this source (Checkout Session) already exists."""
     if billing == "prepaid":
@@ -81,8 +83,8 @@ async def insert_key(
         await conn.fetchval(
             "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, "
             "  source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
-            "  subscription_id, payment_intent_id) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+            "  subscription_id, payment_intent_id, customer_email, product_name) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
             "ON CONFLICT (source_ref) DO NOTHING RETURNING true",
             key_id,
             account_id,
@@ -99,6 +101,8 @@ async def insert_key(
             limits.units_per_minute,
             subscription_id,
             payment_intent_id,
+            customer_email,
+            product_name,
         )
         is not None
     )
