@@ -69,47 +69,36 @@ async def remember_contact(event: KeyIssued | KeyToppedUp, deps: NotifierDeps) -
         )
 
 
-async def _contact(deps: NotifierDeps, account_id: str) -> tuple[str, str] | None:
-    async with deps.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT email, name FROM contacts WHERE account_id = $1", account_id)
-    return (row["email"], row["name"] or row["email"]) if row else None
-
-
 async def email_balance_alert(alert: BalanceAlert, deps: NotifierDeps) -> bool:
     """Low and exhausted credits are worth an email; replenished credits are not."""
     template = {"low_balance": "low_balance", "exhausted": "credits_exhausted"}.get(alert.alert)
     if template is None:
         return False
-    contact = await _contact(deps, alert.account_id)
-    if contact is None:
-        log.warning("no address for a balance alert", alert=alert.alert, account_id=alert.account_id)
-        return False
-    to, name = contact
-    values = {
-        "Available": f"{alert.available:,}",
-        "Threshold": f"{alert.threshold:,}",
-        "CustomerName": name,
-        "CustomerEmail": to,
-        "CustomerPortalUrl": deps.customer_portal_url,
-    }
-    return await send_once(deps, alert.event_id, template, to, render(load(template, deps.templates_dir), values))
+    values = {"Available": f"{alert.available:,}", "Threshold": f"{alert.threshold:,}"}
+    return await notify_account(deps, alert.event_id, template, alert.account_id, values)
 
 
 async def email_payment_failed(fact: InvoicePaymentFailed, deps: NotifierDeps) -> bool:
-    contact = await _contact(deps, fact.account_id)
+    values = {"InvoiceId": fact.invoice_id, "AttemptCount": str(fact.attempt_count)}
+    return await notify_account(deps, fact.event_id, "payment_failed", fact.account_id, values)
+
+
+async def notify_account(
+    deps: NotifierDeps, event_id: UUID, template: str, account_id: str, values: dict[str, str]
+) -> bool:
+    """A notice about an account, to the address its customer paid with (from the key events)."""
+    async with deps.pool.acquire() as conn:
+        contact = await conn.fetchrow("SELECT email, name FROM contacts WHERE account_id = $1", account_id)
     if contact is None:
-        log.warning("no address for a payment failure", account_id=fact.account_id)
+        log.warning("no address for a notice", template=template, account_id=account_id)
         return False
-    to, name = contact
-    values = {
-        "InvoiceId": fact.invoice_id,
-        "AttemptCount": str(fact.attempt_count),
-        "CustomerName": name,
+    to = contact["email"]
+    values = values | {
+        "CustomerName": contact["name"] or to,
         "CustomerEmail": to,
         "CustomerPortalUrl": deps.customer_portal_url,
     }
-    email = render(load("payment_failed", deps.templates_dir), values)
-    return await send_once(deps, fact.event_id, "payment_failed", to, email)
+    return await send_once(deps, event_id, template, to, render(load(template, deps.templates_dir), values))
 
 
 async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, email: Email) -> bool:
