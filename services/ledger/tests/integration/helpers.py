@@ -1,7 +1,6 @@
 """Helpers for booking against a real PostgreSQL, on a private schema per test."""
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -57,7 +56,3 @@ async def credits_of(pool: asyncpg.Pool, account: str) -> int:
 async def scalar(pool: asyncpg.Pool, sql: str, *args: object) -> Any:
     async with pool.acquire() as conn:
         return await conn.fetchval(sql, *args)
-
-
-def at(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)

@@ -15,7 +15,7 @@ from tollgate_ledger import finance, queries
 from tollgate_ledger.book import Book, Rejected
 from tollgate_ledger.cli import print_trial_balance
 from tollgate_ledger.corrections import adjust_credits, close_account, reverse
-from tollgate_ledger.domain import CREDITS_CONSUMED, customer_credits, customer_overdrawn
+from tollgate_ledger.domain import CREDITS_CONSUMED, Account, customer_credits, customer_overdrawn
 from tollgate_ledger.grants import expire_grants, grant_promotional
 from tollgate_ledger.intake import book_payments, book_usage
 from tollgate_ledger.payments import credit_purchase, refund_payment
@@ -35,8 +35,6 @@ async def burn(pool: asyncpg.Pool, *usages: object) -> None:
 
 
 async def open_accounts(pool: asyncpg.Pool, *specs: tuple[str, str, tuple[str, ...]]) -> None:
-    from tollgate_ledger.domain import Account
-
     async def work(book: Book) -> None:
         await book.load(
             [Account(i, "system", t, "USD/2", f, owner_kind="system") for i, t, f in specs]  # type: ignore[arg-type]
