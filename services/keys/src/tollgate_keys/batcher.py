@@ -2,10 +2,12 @@
 
 A validation must be durable before it is answered, and one commit per validation caps
 a process at PostgreSQL's commit rate. The batcher gathers the validations that arrive
-while the previous batch commits and runs them together: one call to consume_many(),
-one pipelined insert of their usage events into the outbox, one commit; then every
-caller gets its own answer. Under light load a batch is a single request, so latency
-does not wait for company.
+while the previous batch commits and runs them together: one call to
+consume_and_record(), which consumes and writes the accepted calls' usage events to the
+outbox in one statement, so one round trip and one commit; then every caller gets its
+own answer. Under light load a batch is a single request, so latency does not wait for
+company. Each worker keeps its own connection: a pool's acquire and release cost a
+round trip of their own (the connection reset) on every batch.
 """
 
 import asyncio
@@ -15,8 +17,6 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from tollgate_shared.contracts import UsageRecorded
-from tollgate_shared.contracts.topics import USAGE_RECORDED
 from tollgate_shared.logging import get_logger
 
 from .repo import Consumed
@@ -54,58 +54,47 @@ class Batcher:
         return await future
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                results = await self._commit([r for r, _ in batch])
-            except Exception as exc:
-                log.exception("validation batch failed", size=len(batch))
-                for _, future in batch:
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    if conn is None:
+                        conn = await self._pool().acquire()
+                    results = await _commit(conn, [r for r, _ in batch])
+                except Exception as exc:
+                    log.exception("validation batch failed", size=len(batch))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if conn is not None:
+                        # The connection may be broken; the pool checks it and replaces it.
+                        await self._pool().release(conn)
+                        conn = None
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    async def _commit(self, requests: list[Request]) -> list[Consumed]:
-        async with self._pool().acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT * FROM consume_many($1::bytea[], $2::bigint[], $3::boolean[])",
-                [r.key_hash for r in requests],
-                [r.units for r in requests],
-                [True] * len(requests),
-            )
-            results: list[Consumed | None] = [None] * len(requests)
-            for row in rows:
-                fields = dict(row)
-                position = fields.pop("idx") - 1
-                results[position] = Consumed(**fields)
-            usage = [(req, res) for req, res in zip(requests, results, strict=True) if res and res.outcome == "ok"]
-            if usage:
-                # The usage events commit with the quota changes: recorded before anyone is answered.
-                await conn.executemany(
-                    "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4)",
-                    [_outbox_row(req, res) for req, res in usage],
-                )
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+                        future.set_result(result)
+        finally:
+            if conn is not None:
+                await self._pool().release(conn)
 
 
-def _outbox_row(req: Request, res: Consumed) -> tuple[str, str, object, object]:
-    assert res.key_id is not None
-    assert res.account_id is not None
-    event = UsageRecorded(
-        key_id=res.key_id,
-        account_id=res.account_id,
-        plan=res.plan or "",
-        billing=res.billing,  # type: ignore[arg-type]
-        units=req.units,
-        key_units_total=res.quota_used,
-        route=req.route,
-        method=req.method,
-        status=req.status,
+async def _commit(conn: asyncpg.Connection, requests: list[Request]) -> list[Consumed]:
+    rows = await conn.fetch(
+        "SELECT * FROM consume_and_record($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::int[])",
+        [r.key_hash for r in requests],
+        [r.units for r in requests],
+        [r.route for r in requests],
+        [r.method for r in requests],
+        [r.status for r in requests],
     )
-    return USAGE_RECORDED.name, res.account_id, event.event_id, event.model_dump(mode="json")
+    results: list[Consumed | None] = [None] * len(requests)
+    for row in rows:
+        fields = dict(row)
+        position = fields.pop("idx") - 1
+        results[position] = Consumed(**fields)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]

@@ -5,7 +5,6 @@ it is not a secret and adds no security. Keys are stored only as HMAC-SHA256 und
 a server secret, so a leaked table does not yield usable keys.
 """
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -51,4 +50,4 @@ def display(key: str) -> str:
 
 
 def hash_key(secret: bytes, key: str) -> bytes:
-    return hmac.new(secret, key.encode(), hashlib.sha256).digest()
+    return hmac.digest(secret, key.encode(), "sha256")

@@ -127,9 +127,13 @@ class Consumed:
 
 async def check(conn: asyncpg.Connection, key_hash: bytes, units: int) -> Consumed:
     """Whether `units` could be consumed now, and why not, changing nothing. Consuming
-    goes through consume_many() in the batcher."""
-    row = await conn.fetchrow("SELECT * FROM consume($1, $2, false)", key_hash, units)
-    return Consumed(**row)
+    goes through consume_and_record() in the batcher; both decide in consume_batch()."""
+    row = await conn.fetchrow(
+        "SELECT * FROM consume_batch(ARRAY[$1::bytea], ARRAY[$2::bigint], false)", key_hash, units
+    )
+    fields = dict(row)
+    del fields["idx"]
+    return Consumed(**fields)
 
 
 async def revoke(conn: asyncpg.Connection, key_id: UUID) -> KeyRow | None:

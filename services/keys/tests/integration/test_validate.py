@@ -1,6 +1,7 @@
 """Issue and validate against a real PostgreSQL, including concurrent consumers."""
 
 import asyncio
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from tollgate_keys.handlers import (
     rotate_key,
     validate_key,
 )
-from tollgate_shared.contracts import Money, PaymentSucceeded
+from tollgate_shared.contracts import Money, PaymentSucceeded, UsageRecorded
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 NO_LIMITS = Limits()
@@ -131,6 +132,32 @@ class TestValidate:
         async with pool.acquire() as conn:
             usage = await conn.fetch("SELECT payload FROM outbox WHERE topic = 'usage.recorded'")
         assert [u["payload"]["units"] for u in usage] == [3]
+
+    async def test_the_usage_event_is_the_contract_and_in_watermark_order(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
+        # The outbox payload is built in SQL (consume_and_record); it must stay UsageRecorded.
+        key = await a_key(pool, quota=None)
+        verdicts = await asyncio.gather(
+            *(validate(Validate(key, n, True, route="/v1/search", method="GET", status=200)) for n in (1, 2, 3, 4))
+        )
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT key, event_id, payload FROM outbox WHERE topic = 'usage.recorded' ORDER BY id"
+            )
+        assert len(rows) == 4
+        assert set(rows[0]["payload"]) == set(UsageRecorded.model_fields)
+        events = [UsageRecorded.model_validate(r["payload"]) for r in rows]
+        state = verdicts[0].state
+        assert state is not None
+        for row, event in zip(rows, events, strict=True):
+            assert (row["key"], row["event_id"]) == (state.account_id, event.event_id)
+            assert (event.key_id, event.account_id, event.billing) == (state.key_id, state.account_id, "metered")
+            assert (event.route, event.method, event.status) == ("/v1/search", "GET", 200)
+            assert event.occurred_at.tzinfo is not None
+            assert abs((datetime.now(UTC) - event.occurred_at).total_seconds()) < 60
+        # Published in id order, each record's running total rises by its own units.
+        assert [e.key_units_total for e in events] == list(itertools.accumulate(e.units for e in events))
 
     async def test_checking_without_consuming_changes_nothing(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)
