@@ -8,12 +8,15 @@ message, even when several upstream messages describe it.
 """
 
 import asyncio
+import functools
 import time
 from contextlib import suppress
 from datetime import timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from .contracts import Event, Topic
 from .faults import pause_point
@@ -114,20 +117,7 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            sends = [
-                await self._producer.send(
-                    row["topic"],
-                    row["payload"].encode(),
-                    key=row["key"].encode(),
-                    headers=[
-                        ("content-type", b"application/json"),
-                        ("event_type", (row["event_type"] or "").encode()),
-                        ("event_id", str(row["event_id"]).encode()),
-                    ],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*sends)
+            await self._publish(rows)
             # Kafka has the batch; a crash before the commit below re-publishes it (same
             # event ids, so consumers' dedup keeps it one effect): at-least-once, by design.
             await pause_point("outbox.after_publish")
@@ -137,9 +127,57 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+        """Send `rows` as record batches, each partition's in row order, and wait for Kafka.
+
+        The partition is the one a keyed send would choose (Kafka's murmur2 of the key),
+        so per-account order holds as before; building the batches here costs a fraction
+        of one `producer.send()` per row, which profiling found on the keys service's
+        hot path."""
+        partitions: dict[str, list[int]] = {}
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
+        for row in rows:
+            topic, key = row["topic"], row["key"].encode()
+            if topic not in partitions:
+                partitions[topic] = sorted(await self._producer.partitions_for(topic))
+            choices = partitions[topic]
+            queue = batches.setdefault((topic, choices[_key_hash(key) % len(choices)]), [])
+            record = {
+                "timestamp": None,
+                "key": key,
+                "value": row["payload"].encode(),
+                "headers": [
+                    ("content-type", b"application/json"),
+                    ("event_type", (row["event_type"] or "").encode()),
+                    ("event_id", str(row["event_id"]).encode()),
+                ],
+            }
+            if not queue or queue[-1].append(**record) is None:
+                queue.append(self._producer.create_batch())
+                if queue[-1].append(**record) is None:
+                    raise ValueError(f"outbox row {row['id']} does not fit in a Kafka batch")
+        sent = [
+            await self._producer.send_batch(batch, topic, partition=partition)
+            for (topic, partition), queue in batches.items()
+            for batch in queue
+        ]
+        await asyncio.gather(*sent)
+
+
+@functools.lru_cache(maxsize=65536)
+def _key_hash(key: bytes) -> int:
+    # aiokafka's murmur2 is pure Python; keys (account ids) repeat, so it runs once each.
+    return int(murmur2(key)) & 0x7FFFFFFF
+
 
 def outbox_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
     # Idempotent with acks=all: a retried send never duplicates on the broker.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, client_id=client_id, enable_idempotence=True, acks="all", linger_ms=5
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        # The relay builds its own batches (OutboxRelay._publish): fewer, larger ones.
+        max_batch_size=256 * 1024,
     )

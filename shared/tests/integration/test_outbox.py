@@ -1,12 +1,14 @@
 """The outbox against real PostgreSQL and Kafka."""
 
+import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
 
 from tollgate_shared import outbox
 from tollgate_shared.bus import ensure_topics
@@ -74,3 +76,47 @@ class TestOutbox:
                 raise RuntimeError("the business change failed")
         assert await outbox.OutboxRelay(pool, producer).relay_once() == 0
         assert await read_topic(kafka_bootstrap, topic.name) == []
+
+    async def test_batches_land_where_a_keyed_send_would_in_order_with_headers(
+        self, private_schema: MakePool, kafka_bootstrap: str
+    ) -> None:
+        # The relay builds its own record batches; a small batch size makes it open several
+        # per partition. Each account must still land on the partition Kafka's default
+        # partitioner picks for its key, in the order the rows were written.
+        topic = Topic(f"test.outbox.{secrets.token_hex(4)}", partitions=6)
+        await ensure_topics(kafka_bootstrap, (topic,))
+        pool = await private_schema("shared")
+        accounts = [f"cus_{n}" for n in range(20)]
+        async with pool.acquire() as conn, conn.transaction():
+            for n in range(15):
+                for account in accounts:
+                    await outbox.add(conn, topic, account, revoked(account, n))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, max_batch_size=1024)
+        await producer.start()
+        try:
+            assert await outbox.OutboxRelay(pool, producer).relay_once() == 300
+        finally:
+            await producer.stop()
+
+        consumer = AIOKafkaConsumer(
+            topic.name, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            while len(records) < 300:
+                batch = await consumer.getmany(timeout_ms=5000)
+                assert batch, f"only {len(records)} of 300 records arrived"
+                records += [r for rs in batch.values() for r in rs]
+        finally:
+            await consumer.stop()
+        partitions = list(range(6))
+        for account in accounts:
+            mine = [r for r in records if r.key == account.encode()]
+            assert {r.partition for r in mine} == {DefaultPartitioner()(account.encode(), partitions, partitions)}
+            assert [json.loads(r.value)["reason"] for r in sorted(mine, key=lambda r: r.offset)] == [
+                f"r{n}" for n in range(15)
+            ]
+            headers = dict(mine[0].headers)
+            assert headers["event_type"] == b"KeyRevoked"
+            assert headers["event_id"] == str(json.loads(mine[0].value)["event_id"]).encode()
