@@ -37,6 +37,18 @@ def postgres_bin() -> Path:
     return found[-1].parent
 
 
+def wrk_bin() -> str:
+    """wrk, the HTTP load generator the keys benchmark drives flat out with (Debian's package)."""
+    found = shutil.which("wrk")
+    if not found:
+        say("installing wrk from Debian's packages")
+        _root(["apt-get", "update", "-q"])
+        _root(["apt-get", "install", "-y", "-q", "wrk"], env={"DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which("wrk")
+    assert found, "wrk did not install"
+    return found
+
+
 def start_postgres(cfg: StackConfig, procs: Processes) -> None:
     port = cfg.ports["postgres"]
     if procs.pid("postgres") and port_open(port):
