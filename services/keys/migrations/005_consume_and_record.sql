@@ -155,15 +155,19 @@ BEGIN
     UPDATE keys k SET quota_used = w.used
     FROM (SELECT u.id, max(u.used) AS used FROM unnest(w_keys, w_used) AS u(id, used) GROUP BY u.id) w
     WHERE k.id = w.id;
-    UPDATE account_credits a SET consumed_total = w.spent
-    FROM (SELECT u.account_id, max(u.spent) AS spent FROM unnest(w_accounts, w_spent) AS u(account_id, spent)
-          GROUP BY u.account_id) w
-    WHERE a.account_id = w.account_id;
-    INSERT INTO rate_counters AS c (key_id, period, window_start, requests, units)
-    SELECT u.key_id, u.period, u.window_start, max(u.requests), max(u.units)
-    FROM unnest(c_keys, c_periods, c_starts, c_requests, c_units) AS u(key_id, period, window_start, requests, units)
-    GROUP BY u.key_id, u.period, u.window_start
-    ON CONFLICT ON CONSTRAINT rate_counters_pkey DO UPDATE SET requests = excluded.requests, units = excluded.units;
+    IF cardinality(w_accounts) > 0 THEN
+        UPDATE account_credits a SET consumed_total = w.spent
+        FROM (SELECT u.account_id, max(u.spent) AS spent FROM unnest(w_accounts, w_spent) AS u(account_id, spent)
+              GROUP BY u.account_id) w
+        WHERE a.account_id = w.account_id;
+    END IF;
+    IF cardinality(c_keys) > 0 THEN
+        INSERT INTO rate_counters AS c (key_id, period, window_start, requests, units)
+        SELECT u.key_id, u.period, u.window_start, max(u.requests), max(u.units)
+        FROM unnest(c_keys, c_periods, c_starts, c_requests, c_units) AS u(key_id, period, window_start, requests, units)
+        GROUP BY u.key_id, u.period, u.window_start
+        ON CONFLICT ON CONSTRAINT rate_counters_pkey DO UPDATE SET requests = excluded.requests, units = excluded.units;
+    END IF;
 END $$;
 
 -- Planning these statements cost several times running them (~2 ms a call, measured

@@ -7,10 +7,10 @@ same error bodies (shared with the FastAPI handlers), a body-size cap. Everythin
 including this route's documentation, stays with FastAPI.
 """
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,7 +65,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = pydantic_core.to_json(body)
     await send(
         {
             "type": "http.response.start",
