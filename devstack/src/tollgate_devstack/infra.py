@@ -30,9 +30,7 @@ def say(msg: str) -> None:
 def postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     if not found:
-        say("installing PostgreSQL from Debian's packages")
-        _root(["apt-get", "update", "-q"])
-        _root(["apt-get", "install", "-y", "-q", "postgresql"], env={"DEBIAN_FRONTEND": "noninteractive"})
+        _apt_install("postgresql", "PostgreSQL")
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     return found[-1].parent
 
@@ -41,9 +39,7 @@ def wrk_bin() -> str:
     """wrk, the HTTP load generator the keys benchmark drives flat out with (Debian's package)."""
     found = shutil.which("wrk")
     if not found:
-        say("installing wrk from Debian's packages")
-        _root(["apt-get", "update", "-q"])
-        _root(["apt-get", "install", "-y", "-q", "wrk"], env={"DEBIAN_FRONTEND": "noninteractive"})
+        _apt_install("wrk", "wrk")
         found = shutil.which("wrk")
     assert found, "wrk did not install"
     return found
@@ -269,6 +265,12 @@ def start_stripe_mock(cfg: StackConfig, procs: Processes) -> None:
         port=port,
     )
     wait_until("stripe-mock", lambda: port_open(port), 30, lambda: procs.log_tail("stripe-mock"))
+
+
+def _apt_install(package: str, what: str) -> None:
+    say(f"installing {what} from Debian's packages")
+    _root(["apt-get", "update", "-q"])
+    _root(["apt-get", "install", "-y", "-q", package], env={"DEBIAN_FRONTEND": "noninteractive"})
 
 
 def _root(argv: list[str], env: dict[str, str] | None = None) -> None:
