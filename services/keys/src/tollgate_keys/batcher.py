@@ -19,7 +19,7 @@ import asyncpg
 
 from tollgate_shared.logging import get_logger
 
-from .repo import Consumed
+from .repo import Consumed, decided
 
 log = get_logger(__name__)
 
@@ -93,8 +93,7 @@ async def _commit(conn: asyncpg.Connection, requests: list[Request]) -> list[Con
     )
     results: list[Consumed | None] = [None] * len(requests)
     for row in rows:
-        fields = dict(row)
-        position = fields.pop("idx") - 1
-        results[position] = Consumed(**fields)
+        position, result = decided(row)
+        results[position] = result
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]

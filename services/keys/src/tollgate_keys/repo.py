@@ -131,9 +131,14 @@ async def check(conn: asyncpg.Connection, key_hash: bytes, units: int) -> Consum
     row = await conn.fetchrow(
         "SELECT * FROM consume_batch(ARRAY[$1::bytea], ARRAY[$2::bigint], false)", key_hash, units
     )
+    return decided(row)[1]
+
+
+def decided(row: asyncpg.Record) -> tuple[int, Consumed]:
+    """One row of consume_batch(): the request's 0-based position in its batch, and the decision."""
     fields = dict(row)
-    del fields["idx"]
-    return Consumed(**fields)
+    position = fields.pop("idx") - 1
+    return position, Consumed(**fields)
 
 
 async def revoke(conn: asyncpg.Connection, key_id: UUID) -> KeyRow | None:
