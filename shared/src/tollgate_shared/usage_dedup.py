@@ -15,8 +15,8 @@ def fresh_usage(usages: list[UsageIntake], watermarks: dict[str, int]) -> tuple[
     marks = dict(watermarks)
     fresh = []
     for usage in usages:
-        total = usage.get("key_units_total")
-        key = usage["key_id"]
+        total = usage.key_units_total
+        key = usage.key_id
         if total is None:
             fresh.append(usage)  # an old producer without totals: cannot dedup, count it
         elif total > marks.get(key, 0):
@@ -31,7 +31,7 @@ async def drop_republished(conn: asyncpg.Connection, usages: list[UsageIntake]) 
     Needs a `key_watermarks (key_id text PRIMARY KEY, units_total bigint)` table in the
     service's schema. Rows are locked in key order, so concurrent batches cannot deadlock.
     """
-    keyed = sorted({u["key_id"] for u in usages if u.get("key_units_total") is not None})
+    keyed = sorted({u.key_id for u in usages if u.key_units_total is not None})
     rows = (
         await conn.fetch(
             "SELECT key_id, units_total FROM key_watermarks WHERE key_id = ANY($1::text[]) ORDER BY key_id FOR UPDATE",

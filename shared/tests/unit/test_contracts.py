@@ -26,8 +26,9 @@ from tollgate_shared.contracts import (
     UsageReported,
     event_id_for,
     keys_event,
+    parse_usage,
     payments_event,
-    usage_intake,
+    usage_from,
 )
 
 SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
@@ -118,20 +119,48 @@ class TestUsageIntake:
             method="GET",
             status=200,
         )
-        intake = usage_intake.validate_json(event.model_dump_json())
-        assert intake["key_id"] == str(event.key_id) and intake["occurred_at"] == event.occurred_at
-        assert (intake["units"], intake["key_units_total"], intake["billing"]) == (3, 9, "metered")
+        intake = parse_usage(event.model_dump_json())
+        assert intake.key_id == str(event.key_id) and intake.occurred_at == event.occurred_at
+        assert (intake.units, intake.key_units_total, intake.billing) == (3, 9, "metered")
 
     def test_every_intake_field_exists_on_the_contract(self) -> None:
-        assert set(UsageIntake.__annotations__) <= set(UsageRecorded.model_fields)
+        assert set(UsageIntake.__struct_fields__) <= set(UsageRecorded.model_fields)
 
-    @pytest.mark.parametrize("bad", [{"units": 0}, {"units": "x"}, {"billing": "free"}, {"occurred_at": "soon"}])
+    def test_reads_records_from_producers_without_the_optional_fields(self) -> None:
+        old = json.loads(
+            UsageRecorded(key_id=uuid4(), account_id="c", plan="p", billing="prepaid", units=1).model_dump_json()
+        )
+        for optional in ("key_units_total", "route", "method", "status"):
+            del old[optional]
+        intake = parse_usage(json.dumps(old))
+        assert (intake.key_units_total, intake.route, intake.method, intake.status) == (None, None, None, None)
+        assert usage_from(old) == intake
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"units": 0},
+            {"units": "3"},
+            {"units": 1.5},
+            {"billing": "free"},
+            {"occurred_at": "soon"},
+            {"occurred_at": "2026-11-22T08:00:00"},  # no timezone: which hour would it bill?
+            {"account_id": None},
+        ],
+    )
     def test_refuses_what_the_contract_refuses(self, bad: dict[str, object]) -> None:
         good = json.loads(
             UsageRecorded(key_id=uuid4(), account_id="c", plan="p", billing="prepaid", units=1).model_dump_json()
         )
-        with pytest.raises(ValidationError):
-            usage_intake.validate_python(good | bad)
+        parse_usage(json.dumps(good))
+        with pytest.raises(ValueError):
+            parse_usage(json.dumps(good | bad))
+        with pytest.raises(ValueError):
+            usage_from(good | bad)
+
+    def test_refuses_what_is_not_json(self) -> None:
+        with pytest.raises(ValueError):
+            parse_usage(b'{"units": 1')
 
 
 class TestUsage:

@@ -11,7 +11,7 @@ import asyncpg
 
 from tollgate_shared import db
 from tollgate_shared.bus import ensure_topics
-from tollgate_shared.contracts import Topic, UsageIntake, usage_intake
+from tollgate_shared.contracts import Topic, UsageIntake, parse_usage
 from tollgate_shared.tx_consumer import TransactionalConsumer
 
 from ..stack import Stack
@@ -73,7 +73,7 @@ def usage_consumer(
         topic=topic,
         group_id=group_id,
         pool=pool,
-        parse=usage_intake.validate_json,
+        parse=parse_usage,
         apply=apply_batch,
     )
 

@@ -22,7 +22,7 @@ from tollgate_ledger.domain import Account
 from tollgate_ledger.finance import verify
 from tollgate_ledger.intake import book_payments, book_usage
 from tollgate_ledger.transfers import Transfer, transfer_many
-from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, usage_intake
+from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, parse_usage
 
 from .common import (
     drop_schema,
@@ -57,8 +57,8 @@ async def seed_credits(pool: asyncpg.Pool, accounts: int, credits: int) -> None:
 
 async def copy_limit(pool: asyncpg.Pool, data: list[tuple[bytes, bytes]]) -> float:
     """The same rows, one per usage record, COPYed into a plain table: PostgreSQL's limit."""
-    rows = [usage_intake.validate_json(value) for _, value in data]
-    tuples = [(r["event_id"], r["key_id"], r["account_id"], r["units"], r["occurred_at"]) for r in rows]
+    rows = [parse_usage(value) for _, value in data]
+    tuples = [(r.event_id, r.key_id, r.account_id, r.units, r.occurred_at) for r in rows]
     async with pool.acquire() as conn:
         await conn.execute(
             "CREATE TABLE bench_copy "

@@ -24,7 +24,7 @@ from tollgate_keys.handlers import (
     rotate_key,
     validate_key,
 )
-from tollgate_shared.contracts import Money, PaymentSucceeded, UsageRecorded
+from tollgate_shared.contracts import Money, PaymentSucceeded, UsageRecorded, parse_usage
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 NO_LIMITS = Limits()
@@ -158,6 +158,17 @@ class TestValidate:
             assert abs((datetime.now(UTC) - event.occurred_at).total_seconds()) < 60
         # Published in id order, each record's running total rises by its own units.
         assert [e.key_units_total for e in events] == list(itertools.accumulate(e.units for e in events))
+        # The high-rate consumers' decoder reads exactly what the relay publishes.
+        async with pool.acquire() as conn:
+            published = await conn.fetch("SELECT payload::text FROM outbox WHERE topic = 'usage.recorded' ORDER BY id")
+        for row, event in zip(published, events, strict=True):
+            intake = parse_usage(row["payload"])
+            assert (intake.event_id, intake.key_id, intake.occurred_at) == (
+                str(event.event_id),
+                str(event.key_id),
+                event.occurred_at,
+            )
+            assert (intake.units, intake.key_units_total) == (event.units, event.key_units_total)
 
     async def test_checking_without_consuming_changes_nothing(self, pool: asyncpg.Pool, validate: Check) -> None:
         key = await a_key(pool)

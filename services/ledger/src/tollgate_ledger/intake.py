@@ -13,8 +13,8 @@ from tollgate_shared.contracts import (
     PaymentsEvent,
     PaymentSucceeded,
     UsageIntake,
+    parse_usage,
     payments_event,
-    usage_intake,
 )
 from tollgate_shared.contracts.topics import PAYMENTS_EVENTS, USAGE_RECORDED
 from tollgate_shared.logging import get_logger
@@ -75,7 +75,7 @@ def consumers(settings: Settings, pool: asyncpg.Pool) -> list[TransactionalConsu
             topic=USAGE_RECORDED,
             group_id=f"{settings.group_id}.usage",
             pool=pool,
-            parse=usage_intake.validate_json,
+            parse=parse_usage,
             apply=usage,
             max_records=settings.usage_batch_max_records,
         ),

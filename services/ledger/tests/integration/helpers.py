@@ -9,7 +9,7 @@ import asyncpg
 from tollgate_ledger import queries
 from tollgate_ledger.book import Book
 from tollgate_ledger.domain import customer_credits
-from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, UsageRecorded, usage_intake
+from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, UsageRecorded, parse_usage
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 T = TypeVar("T")
@@ -44,7 +44,7 @@ def usage(account: str, units: int, *, key: str | None = None, total: int | None
         key_units_total=total,
         **kw,
     )
-    return usage_intake.validate_json(record.model_dump_json())
+    return parse_usage(record.model_dump_json())
 
 
 async def credits_of(pool: asyncpg.Pool, account: str) -> int:

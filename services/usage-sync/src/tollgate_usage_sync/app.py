@@ -8,7 +8,7 @@ from pathlib import Path
 import stripe
 from fastapi import FastAPI
 
-from tollgate_shared.contracts import UsageIntake, usage_intake
+from tollgate_shared.contracts import UsageIntake, parse_usage
 from tollgate_shared.contracts.topics import USAGE_RECORDED
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, service_app
@@ -67,7 +67,7 @@ def build_app(settings: Settings) -> FastAPI:
             topic=USAGE_RECORDED,
             group_id=settings.group_id,
             pool=runtime.pool,
-            parse=usage_intake.validate_json,
+            parse=parse_usage,
             apply=apply,
             max_records=settings.batch_max_records,
         )

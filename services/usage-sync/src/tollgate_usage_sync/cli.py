@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 
 from tollgate_shared import db
-from tollgate_shared.contracts import usage_intake
+from tollgate_shared.contracts import usage_from
 from tollgate_shared.contracts.topics import USAGE_RECORDED
 from tollgate_shared.kafka_reader import read_topic
 
@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name)
         diffs = await reconcile(
-            usages=[usage_intake.validate_python(r) for r in records],
+            usages=[usage_from(r) for r in records],
             pool=pool,
             client=stripe_client(settings),
             ledger_url=args.ledger_url,

@@ -35,24 +35,24 @@ class Meter:
 
     def matches(self, usage: UsageIntake) -> bool:
         f = self.filter
-        if "billing" in f and usage["billing"] != f["billing"]:
+        if "billing" in f and usage.billing != f["billing"]:
             return False
-        route = usage.get("route")
+        route = usage.route
         if "route" in f and not (route and fnmatchcase(route, f["route"])):
             return False
-        if "method" in f and (usage.get("method") or "").upper() != f["method"].upper():
+        if "method" in f and (usage.method or "").upper() != f["method"].upper():
             return False
-        return not ("status_class" in f and status_class(usage.get("status")) != f["status_class"])
+        return not ("status_class" in f and status_class(usage.status) != f["status_class"])
 
     @property
     def counts_unique(self) -> bool:
         return self.aggregation in ("unique_keys", "unique_customers")
 
     def value_of(self, usage: UsageIntake) -> int:
-        return usage["units"] if self.aggregation == "sum" else 1
+        return usage.units if self.aggregation == "sum" else 1
 
     def member_of(self, usage: UsageIntake) -> str:
-        return usage["key_id"] if self.aggregation == "unique_keys" else usage["account_id"]
+        return usage.key_id if self.aggregation == "unique_keys" else usage.account_id
 
 
 def status_class(status: int | None) -> str | None:

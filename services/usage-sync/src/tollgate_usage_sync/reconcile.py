@@ -42,19 +42,19 @@ def recorded_totals(
     metered: dict[tuple[str, str], int] = defaultdict(int)
     members: dict[tuple[str, str], set[str]] = defaultdict(set)
     for u in usages:
-        total = u.get("key_units_total")
-        identity = (u["key_id"], total) if total is not None else u["event_id"]
-        if identity in seen or not start <= u["occurred_at"] < end:
+        total = u.key_units_total
+        identity = (u.key_id, total) if total is not None else u.event_id
+        if identity in seen or not start <= u.occurred_at < end:
             continue
         seen.add(identity)
-        if u["billing"] == "prepaid":
-            prepaid[u["account_id"]] += u["units"]
+        if u.billing == "prepaid":
+            prepaid[u.account_id] += u.units
         for m in meters:
             if m.matches(u):
                 if m.counts_unique:
-                    members[(u["account_id"], m.name)].add(m.member_of(u))
+                    members[(u.account_id, m.name)].add(m.member_of(u))
                 else:
-                    metered[(u["account_id"], m.name)] += m.value_of(u)
+                    metered[(u.account_id, m.name)] += m.value_of(u)
     for key, names in members.items():
         metered[key] += len(names)
     return dict(prepaid), dict(metered)
@@ -72,7 +72,7 @@ async def reconcile(
     customer: str | None = None,
 ) -> list[Difference]:
     if customer is not None:
-        usages = [u for u in usages if u["account_id"] == customer]
+        usages = [u for u in usages if u.account_id == customer]
     prepaid, metered = recorded_totals(usages, meters, start, end)
     async with pool.acquire() as conn:
         rows = await repo.usage_in(conn, start, end, customer)

@@ -2,7 +2,7 @@
 
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
 
@@ -12,7 +12,7 @@ import pytest
 import stripe
 
 from tollgate_devstack.stack import STRIPE_API_KEY
-from tollgate_shared.contracts import UsageRecorded, usage_intake
+from tollgate_shared.contracts import UsageRecorded, parse_usage
 from tollgate_usage_sync.aggregate import Windows, aggregate_batch
 from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, load_meters
 from tollgate_usage_sync.ratelimit import TokenBucket
@@ -52,7 +52,7 @@ def usage(account: str, units: int, at: datetime, billing: str = "metered", **kw
 async def aggregate(
     pool: asyncpg.Pool, usages: list[UsageRecorded], meters: list[Meter] = METERS, windows: Windows = ACCEPTING
 ) -> int:
-    intake = [usage_intake.validate_json(u.model_dump_json()) for u in usages]
+    intake = [parse_usage(u.model_dump_json()) for u in usages]
     async with pool.acquire() as conn, conn.transaction():
         return await aggregate_batch(conn, intake, meters, windows)
 
@@ -88,6 +88,35 @@ class TestAggregate:
         assert await aggregate(pool, [usage(a, 5, LAST_HOUR), usage(a, 7, LAST_HOUR), usage(b, 1, LAST_HOUR)]) == 3
         assert [w["value"] for w in await windows_of(pool, a)] == [12]
         assert [w["value"] for w in await windows_of(pool, b)] == [1]
+
+    async def test_a_batch_spanning_windows_in_any_order_counts_each_in_its_own(self, pool: asyncpg.Pool) -> None:
+        a = an_account()
+        two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        last_hour = two_hours_ago + timedelta(hours=1)
+        at_the_edge = last_hour - timedelta(microseconds=1)  # still the earlier window
+        in_berlin = last_hour.astimezone(timezone(timedelta(hours=1)))  # same instant, another offset
+        meters = [
+            *METERS,
+            Meter("calls", "tg_calls", "count", {"billing": "metered"}),
+            Meter("searches", "tg_searches", "sum", {"route": "/v1/search*", "status_class": "2xx"}),
+        ]
+        batch = [
+            usage(a, 1, last_hour, route="/v1/search", status=200),
+            usage(a, 2, two_hours_ago, route="/v1/search", status=500),
+            usage(a, 4, in_berlin, route="/v1/things", status=200),
+            usage(a, 8, at_the_edge, route="/v1/search/deep", status=201),
+            usage(a, 16, last_hour + timedelta(minutes=59), route="/v1/search", status=204),
+        ]
+        assert await aggregate(pool, batch, meters) == 5
+        got = {(w["meter"], w["window_start"]): w["value"] for w in await windows_of(pool, a)}
+        assert got == {
+            ("api_calls", two_hours_ago): 2 + 8,
+            ("api_calls", last_hour): 1 + 4 + 16,
+            ("calls", two_hours_ago): 2,
+            ("calls", last_hour): 3,
+            ("searches", two_hours_ago): 8,
+            ("searches", last_hour): 1 + 16,
+        }
 
     async def test_a_republished_record_counts_once(self, pool: asyncpg.Pool) -> None:
         a, key = an_account(), uuid4()

