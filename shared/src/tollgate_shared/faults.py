@@ -7,6 +7,7 @@ in the batch). Nothing else reads it; an unset variable costs one lookup per poi
 
 import asyncio
 import os
+from collections.abc import Callable
 
 from .logging import get_logger
 
@@ -14,8 +15,14 @@ PAUSE_ENV = "TOLLGATE_PAUSE_AT"
 log = get_logger(__name__)
 
 
-async def pause_point(name: str, detail: str = "") -> None:
-    for wanted in os.environ.get(PAUSE_ENV, "").split(","):
+async def pause_point(name: str, detail: str | Callable[[], str] = "") -> None:
+    """`detail` may be a function, for points on hot paths: it is called only when armed."""
+    armed = os.environ.get(PAUSE_ENV)
+    if not armed:
+        return
+    if callable(detail):
+        detail = detail()
+    for wanted in armed.split(","):
         point, _, text = wanted.partition(":")
         if point == name and text in detail:
             log.warning("paused at fault point", point=name)

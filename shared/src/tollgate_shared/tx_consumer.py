@@ -13,6 +13,7 @@ advance); a batch whose transaction fails is retried with backoff, never skipped
 """
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any, Generic, TypeVar
@@ -40,10 +41,12 @@ class TransactionalConsumer(Generic[E]):
         pool: asyncpg.Pool,
         parse: Callable[[bytes], E],
         apply: ApplyBatch[E],
-        max_records: int = 5000,
+        max_records: int = 20000,
+        depth: int = 2,
     ) -> None:
         self._bootstrap, self._topic, self._group = bootstrap_servers, topic, group_id
         self._pool, self._parse, self._apply, self._max = pool, parse, apply, max_records
+        self._depth = depth  # partition batches applying at once
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -88,23 +91,44 @@ class TransactionalConsumer(Generic[E]):
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max)
-            # Partitions are independent (each has its own offsets and, keyed by account,
-            # its own accounts), so their transactions run side by side; within one
-            # partition, batches stay strictly in order.
-            await asyncio.gather(*(self._apply_with_retry(tp, records) for tp, records in batches.items()))
+        # Each partition's batches apply strictly in order, each once the one before it
+        # has committed. Other partitions' batches, and the next fetch, go on meanwhile:
+        # a batch spends much of its time waiting for PostgreSQL (round trips, the
+        # commit's WAL flush), and the process would otherwise sit idle. Partitions are
+        # independent: each has its own offsets and, keyed by account, its own accounts.
+        latest: dict[TopicPartition, asyncio.Task[None]] = {}
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max)
+                for tp, records in batches.items():
+                    task = asyncio.create_task(self._apply_in_turn(latest.get(tp), tp, records))
+                    latest[tp] = task
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                while len(in_flight) > self._depth:  # bounds what is held in memory
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _apply_with_retry(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        events = await self._parse_or_dead_letter(records)
+    async def _apply_in_turn(
+        self, previous: asyncio.Task[None] | None, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        if previous:
+            await previous
         delay = 0.2
         while True:
             try:
-                await self._apply_batch(tp, records, events)
+                offsets, events = await self._parse_or_dead_letter(records)
+                await self._apply_batch(tp, records, offsets, events)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Never skipped: a batch that cannot commit holds its partition up, so
+                # nothing after it applies out of order.
                 log.exception("batch failed; retrying", topic=tp.topic, partition=tp.partition)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -113,7 +137,7 @@ class TransactionalConsumer(Generic[E]):
             await self._consumer.commit({tp: records[-1].offset + 1})
 
     async def _apply_batch(
-        self, tp: TopicPartition, records: list[ConsumerRecord], events: list[tuple[int, E]]
+        self, tp: TopicPartition, records: list[ConsumerRecord], offsets: list[int], events: list[E]
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             # Lock this partition's offset row: after a rebalance the previous owner may
@@ -126,7 +150,7 @@ class TransactionalConsumer(Generic[E]):
                 tp.topic,
                 tp.partition,
             )
-            fresh = [event for offset, event in events if stored is None or offset >= stored]
+            fresh = events if stored is None else events[bisect_left(offsets, stored) :]
             if fresh:
                 await self._apply(conn, fresh)
             await conn.execute(
@@ -139,13 +163,16 @@ class TransactionalConsumer(Generic[E]):
                 records[-1].offset + 1,
             )
         self.applied += len(fresh)
-        await pause_point("tx_consumer.after_commit", " ".join({(r.key or b"").decode() for r in records}))
+        await pause_point("tx_consumer.after_commit", lambda: " ".join({(r.key or b"").decode() for r in records}))
 
-    async def _parse_or_dead_letter(self, records: list[ConsumerRecord]) -> list[tuple[int, E]]:
-        parsed: list[tuple[int, E]] = []
+    async def _parse_or_dead_letter(self, records: list[ConsumerRecord]) -> tuple[list[int], list[E]]:
+        """The offsets and events of the records that parse, in offset order."""
+        offsets: list[int] = []
+        events: list[E] = []
+        parse = self._parse
         for record in records:
             try:
-                parsed.append((record.offset, self._parse(record.value)))
+                event = parse(record.value)
             except (ValidationError, ValueError) as exc:
                 assert self._dlq is not None
                 await self._dlq.send_and_wait(
@@ -158,7 +185,10 @@ class TransactionalConsumer(Generic[E]):
                     ],
                 )
                 log.error("record dead-lettered", offset=record.offset, partition=record.partition)
-        return parsed
+                continue
+            offsets.append(record.offset)
+            events.append(event)
+        return offsets, events
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

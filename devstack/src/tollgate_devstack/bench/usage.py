@@ -90,7 +90,7 @@ async def raw_consume_rate(bootstrap: str, topic: str, partitions: int, n: int) 
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         group_id=None,
-        max_poll_records=5000,
+        max_poll_records=20000,
         fetch_max_bytes=32 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
@@ -100,7 +100,7 @@ async def raw_consume_rate(bootstrap: str, topic: str, partitions: int, n: int) 
         await consumer.seek_to_beginning()
         seen, started = 0, time.perf_counter()
         while seen < n:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            batches = await consumer.getmany(timeout_ms=500, max_records=20000)
             seen += sum(len(r) for r in batches.values())
         return n / (time.perf_counter() - started)
     finally:
