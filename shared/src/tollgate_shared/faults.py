@@ -7,7 +7,6 @@ in the batch). Nothing else reads it; an unset variable costs one lookup per poi
 
 import asyncio
 import os
-from collections.abc import Callable
 
 from .logging import get_logger
 
@@ -15,14 +14,13 @@ PAUSE_ENV = "TOLLGATE_PAUSE_AT"
 log = get_logger(__name__)
 
 
-async def pause_point(name: str, detail: str | Callable[[], str] = "") -> None:
-    """`detail` may be a function, for points on hot paths: it is called only when armed."""
-    armed = os.environ.get(PAUSE_ENV)
-    if not armed:
-        return
-    if callable(detail):
-        detail = detail()
-    for wanted in armed.split(","):
+def armed() -> bool:
+    """Whether any pause point is set: hot paths build a point's detail only then."""
+    return bool(os.environ.get(PAUSE_ENV))
+
+
+async def pause_point(name: str, detail: str = "") -> None:
+    for wanted in os.environ.get(PAUSE_ENV, "").split(","):
         point, _, text = wanted.partition(":")
         if point == name and text in detail:
             log.warning("paused at fault point", point=name)
