@@ -49,7 +49,11 @@ class Meter:
         return self.aggregation in ("unique_keys", "unique_customers")
 
     def value_of(self, usage: UsageIntake) -> int:
-        return usage.units if self.aggregation == "sum" else 1
+        return self.total(usage.units, 1)
+
+    def total(self, units: int, events: int) -> int:
+        """The value of `events` records holding `units` units between them."""
+        return units if self.aggregation == "sum" else events
 
     def member_of(self, usage: UsageIntake) -> str:
         return usage.key_id if self.aggregation == "unique_keys" else usage.account_id
