@@ -4,6 +4,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tollgate_shared.settings import ServiceSettings, secret_validator
+from tollgate_shared.tx_consumer import BATCH_RECORDS
 
 from .domain import DEFAULT_METERS_PATH
 
@@ -23,7 +24,7 @@ class Settings(ServiceSettings):
     # Stripe allows 100 write requests/s in live mode (25 in test mode); stay well under.
     stripe_rate_per_s: float = Field(default=20.0, gt=0)
     stripe_burst: int = Field(default=20, ge=1)
-    batch_max_records: int = Field(default=5000, ge=1)
+    batch_max_records: int = Field(default=BATCH_RECORDS, ge=1)
     # How long a window stays leased to the replica sending it; after a crash it is re-sent then.
     report_lease_s: float = Field(default=60.0, gt=0)
 
