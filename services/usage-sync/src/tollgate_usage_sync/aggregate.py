@@ -39,7 +39,7 @@ async def aggregate_batch(
     """
     fresh = await drop_republished(conn, usages)
     now = utcnow()
-    sums, members = _count(fresh, meters, int(windows.length.total_seconds()))
+    sums, members = _count(fresh, meters, windows.length)
     closed = await repo.lock_closed_windows(conn, sorted(set(sums) | set(members)))
     current = window_start(now, windows.length)
 
@@ -75,7 +75,7 @@ async def aggregate_batch(
 
 
 def _count(
-    usages: list[UsageIntake], meters: list[Meter], window_seconds: int
+    usages: list[UsageIntake], meters: list[Meter], length: timedelta
 ) -> tuple[dict[WindowKey, int], dict[WindowKey, set[str]]]:
     """Per window: the summed or counted values, and the unique members.
 
@@ -87,7 +87,7 @@ def _count(
     seconds, which hash far faster than datetimes.
     """
     groups: dict[tuple[str, str, int, str, str | None, str | None, int | None], list[Any]] = {}
-    length = timedelta(seconds=window_seconds)
+    starts: dict[int, datetime] = {}  # epoch seconds -> window start
     window_from = window_to = datetime.fromtimestamp(0, UTC)  # an empty window to start
     start = 0
     for u in usages:
@@ -95,6 +95,7 @@ def _count(
             window_from = window_start(u.occurred_at, length)
             window_to = window_from + length
             start = int(window_from.timestamp())
+            starts[start] = window_from
         group = (u.account_id, u.key_id, start, u.billing, u.route, u.method, u.status)
         if (found := groups.get(group)) is None:
             groups[group] = [u.units, 1, u]
@@ -104,10 +105,8 @@ def _count(
 
     sums: dict[WindowKey, int] = defaultdict(int)
     members: dict[WindowKey, set[str]] = defaultdict(set)
-    starts: dict[int, datetime] = {}
     for (account, _, start, *_), (units, events, sample) in groups.items():
-        if (at := starts.get(start)) is None:
-            at = starts[start] = datetime.fromtimestamp(start, UTC)
+        at = starts[start]
         for meter in meters:
             if meter.matches(sample):
                 if meter.counts_unique:
