@@ -1,5 +1,6 @@
 """The life of one service process: migrate, pool, Kafka, outbox relay, HTTP app."""
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ def service_app(
         await runtime.start()
         for hook in on_start or []:
             await hook()
+        _freeze_startup_heap()
         log.info("service started", port=runtime.settings.http_port)
         try:
             yield
@@ -100,6 +102,17 @@ def service_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what start-up built (modules, app, pool, clients) out of every later collection.
+
+    A full collection walks every tracked object; with the ~90,000 a started service holds,
+    each one stopped the event loop for 50-75 ms under load (keys service, measured with
+    gc.callbacks), long enough to show at p99. Frozen, they are never walked again; what
+    requests allocate is collected as before. Garbage is collected first, not frozen."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(app: ASGIApp, settings: ServiceSettings) -> None:
