@@ -8,6 +8,12 @@ outbox in one statement, so one round trip and one commit; then every caller get
 own answer. Under light load a batch is a single request, so latency does not wait for
 company. Each worker keeps its own connection: a pool's acquire and release cost a
 round trip of their own (the connection reset) on every batch.
+
+One batch is in flight at a time unless a backlog of `backlog` requests waits; then a
+second worker sends one too. At a steady 1,000 validations/s two batches in flight at
+once made each slower (statement time p50 1.1-1.2 ms instead of 0.9; bench-keys's set-up
+with the statement timed in the service); flat out, the second batch adds ~30% more
+validations/s (one worker: 3,500/s, two: 4,700/s).
 """
 
 import asyncio
@@ -34,13 +40,18 @@ class Request:
 
 
 class Batcher:
-    def __init__(self, pool: Callable[[], asyncpg.Pool], *, max_batch: int = 256, workers: int = 2) -> None:
-        self._pool, self._max, self._workers = pool, max_batch, workers
+    def __init__(
+        self, pool: Callable[[], asyncpg.Pool], *, max_batch: int = 256, workers: int = 2, backlog: int = 8
+    ) -> None:
+        self._pool, self._max, self._workers, self._backlog = pool, max_batch, workers, backlog
         self._queue: asyncio.Queue[tuple[Request, asyncio.Future[Consumed]]] = asyncio.Queue()
+        self._backlogged = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"validate-batcher-{i}") for i in range(self._workers)]
+        self._tasks = [
+            asyncio.create_task(self._run(first=i == 0), name=f"validate-batcher-{i}") for i in range(self._workers)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -50,16 +61,30 @@ class Batcher:
 
     async def consume(self, request: Request) -> Consumed:
         future: asyncio.Future[Consumed] = asyncio.get_running_loop().create_future()
-        await self._queue.put((request, future))
+        self._queue.put_nowait((request, future))
+        if self._queue.qsize() >= self._backlog:
+            self._backlogged.set()
         return await future
 
-    async def _run(self) -> None:
+    async def _next_batch(self, first: bool) -> list[tuple[Request, asyncio.Future[Consumed]]]:
+        if first:
+            batch = [await self._queue.get()]
+        else:
+            # A second batch in flight pays only when a backlog waits: under light load
+            # it shares the two cores and the WAL flush with the first and slows both.
+            while self._queue.qsize() < self._backlog:
+                self._backlogged.clear()
+                await self._backlogged.wait()
+            batch = [self._queue.get_nowait()]
+        while len(batch) < self._max and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _run(self, first: bool) -> None:
         conn: asyncpg.Connection | None = None
         try:
             while True:
-                batch = [await self._queue.get()]
-                while len(batch) < self._max and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
+                batch = await self._next_batch(first)
                 try:
                     if conn is None:
                         conn = await self._pool().acquire()
