@@ -185,23 +185,20 @@ async def rotate_key(key_id: UUID, grace_s: float, pool: asyncpg.Pool, secrets: 
         if not old["customer_email"]:
             raise RotationRefused("no_email_on_file")
         await conn.execute(
+            # The current windows carry over, so a rotation cannot double a rate limit.
             "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, quota_used, "
             "  features, source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
-            "  subscription_id, payment_intent_id, status, expires_at, customer_email, product_name) "
+            "  subscription_id, payment_intent_id, status, expires_at, customer_email, product_name, "
+            "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests) "
             "SELECT $2, account_id, $3, $4, plan, billing, quota_limit, quota_used, features, 'rotate:' || id, "
             "  requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, subscription_id, "
-            "  payment_intent_id, status, expires_at, customer_email, product_name FROM keys WHERE id = $1",
+            "  payment_intent_id, status, expires_at, customer_email, product_name, "
+            "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests "
+            "FROM keys WHERE id = $1",
             key_id,
             new_id,
             keyformat.hash_key(secrets.hash_secret, plaintext),
             keyformat.display(plaintext),
-        )
-        # The current windows carry over, so a rotation cannot double a rate limit.
-        await conn.execute(
-            "INSERT INTO rate_counters (key_id, period, window_start, requests, units) "
-            "SELECT $2, period, window_start, requests, units FROM rate_counters WHERE key_id = $1",
-            key_id,
-            new_id,
         )
         await conn.execute(
             "UPDATE keys SET rotated_to = $2, expires_at = LEAST(coalesce(expires_at, 'infinity'), "

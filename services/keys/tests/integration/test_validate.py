@@ -261,7 +261,7 @@ class TestRateLimits:
         refused = await validate(Validate(key, 1, True))
         assert refused.reason == "quota_exceeded"
         async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT sum(requests) FROM rate_counters WHERE period = 'minute'") == 1
+            assert await conn.fetchval("SELECT minute_requests FROM keys WHERE quota_limit = 2") == 1
 
 
 class TestStatus:
@@ -357,6 +357,26 @@ class TestRotationAndExpiry:
         assert (await validate(Validate(old, 0, False))).reason == "expired"
         with pytest.raises(RotationRefused):
             await rotate_key(UUID(key_id), 0, pool, SECRETS)
+
+    async def test_the_successor_inherits_the_current_rate_windows(self, pool: asyncpg.Pool, validate: Check) -> None:
+        old = await a_key(pool, quota=None, limits=Limits(requests_per_minute=3, requests_per_hour=100))
+        async with pool.acquire() as conn:
+            key_id = await conn.fetchval(
+                "UPDATE keys SET customer_email = 'rotate@example.com' WHERE key_hash = $1 RETURNING id",
+                keyformat.hash_key(SECRETS.hash_secret, old),
+            )
+        await a_fresh_minute()
+        assert all([(await validate(Validate(old, 1, True))).valid for _ in range(2)])
+        successor = await rotate_key(key_id, 60, pool, SECRETS)
+        async with pool.acquire() as conn:
+            sent = await conn.fetchval(
+                "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(successor.id)
+            )
+        new = SECRETS.delivery.decrypt(sent.encode()).decode()
+        answer = await validate(Validate(new, 1, True))  # the third call of the minute, not the first
+        assert answer.valid and answer.state is not None and answer.state.rate_remaining == 0
+        assert (await validate(Validate(new, 1, True))).reason == "rate_limited"
+        assert (await validate(Validate(old, 1, True))).reason == "rate_limited"
 
     async def test_an_expiry_set_by_the_admin_applies_at_once(self, pool: asyncpg.Pool, validate: Check) -> None:
         key_id, key = await self.issued(pool)
