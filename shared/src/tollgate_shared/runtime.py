@@ -118,6 +118,8 @@ def _freeze_startup_heap() -> None:
 def serve(app: ASGIApp, settings: ServiceSettings) -> None:
     import uvicorn
 
+    from .write_coalescing import CoalescingHttpToolsProtocol
+
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -127,4 +129,5 @@ def serve(app: ASGIApp, settings: ServiceSettings) -> None:
         # No service reads the client address, and none names its server software.
         proxy_headers=False,
         server_header=False,
+        http=CoalescingHttpToolsProtocol,
     )
