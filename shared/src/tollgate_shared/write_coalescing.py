@@ -29,7 +29,7 @@ class CoalescingTransport:
     def _flush(self) -> None:
         if not self._pending:
             return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        data = b"".join(self._pending)  # one item: returned as it is, not copied
         self._pending.clear()
         if not self._transport.is_closing():
             self._transport.write(data)

@@ -86,8 +86,8 @@ def _count(
     mostly do (a partition arrives in time order), and windows are keyed by epoch
     seconds, which hash far faster than datetimes.
     """
+    # Each group holds [units, events, a sample record, its window's start].
     groups: dict[tuple[str, str, int, str, str | None, str | None, int | None], list[Any]] = {}
-    starts: dict[int, datetime] = {}  # epoch seconds -> window start
     window_from = window_to = datetime.fromtimestamp(0, UTC)  # an empty window to start
     start = 0
     for u in usages:
@@ -95,18 +95,16 @@ def _count(
             window_from = window_start(u.occurred_at, length)
             window_to = window_from + length
             start = int(window_from.timestamp())
-            starts[start] = window_from
         group = (u.account_id, u.key_id, start, u.billing, u.route, u.method, u.status)
         if (found := groups.get(group)) is None:
-            groups[group] = [u.units, 1, u]
+            groups[group] = [u.units, 1, u, window_from]
         else:
             found[0] += u.units
             found[1] += 1
 
     sums: dict[WindowKey, int] = defaultdict(int)
     members: dict[WindowKey, set[str]] = defaultdict(set)
-    for (account, _, start, *_), (units, events, sample) in groups.items():
-        at = starts[start]
+    for (account, *_), (units, events, sample, at) in groups.items():
         for meter in meters:
             if meter.matches(sample):
                 if meter.counts_unique:
