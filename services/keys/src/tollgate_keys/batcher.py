@@ -109,8 +109,30 @@ class Batcher:
                 await self._pool().release(conn)
 
 
+# A batch that finds a key it did not lock (one rotated while the batch waited for it)
+# fails without writing anything and runs again; the second run locks the successor.
+ATTEMPTS = 5
+
+
 async def _commit(conn: asyncpg.Connection, requests: list[Request]) -> list[Consumed]:
-    rows = await conn.fetch(
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            rows = await _consume_and_record(conn, requests)
+            break
+        except asyncpg.exceptions.SerializationError:
+            if attempt == ATTEMPTS:
+                raise
+            log.info("validation batch raced a rotation; running it again", size=len(requests), attempt=attempt)
+    results: list[Consumed | None] = [None] * len(requests)
+    for row in rows:
+        position, result = decided(row)
+        results[position] = result
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+async def _consume_and_record(conn: asyncpg.Connection, requests: list[Request]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT * FROM consume_and_record($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::int[])",
         [r.key_hash for r in requests],
         [r.units for r in requests],
@@ -118,9 +140,4 @@ async def _commit(conn: asyncpg.Connection, requests: list[Request]) -> list[Con
         [r.method for r in requests],
         [r.status for r in requests],
     )
-    results: list[Consumed | None] = [None] * len(requests)
-    for row in rows:
-        position, result = decided(row)
-        results[position] = result
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+    return rows

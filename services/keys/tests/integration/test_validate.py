@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tollgate_keys import keyformat, repo
-from tollgate_keys.batcher import Batcher
+from tollgate_keys.batcher import Batcher, Request
 from tollgate_keys.domain import Limits
 from tollgate_keys.handlers import (
     KeySecrets,
@@ -218,6 +218,44 @@ async def quota_used(pool: asyncpg.Pool) -> int:
         return int(await conn.fetchval("SELECT sum(quota_used) FROM keys"))
 
 
+async def key_id_of(pool: asyncpg.Pool, plaintext: str) -> UUID:
+    async with pool.acquire() as conn:
+        found: UUID = await conn.fetchval(
+            "SELECT id FROM keys WHERE key_hash = $1", keyformat.hash_key(SECRETS.hash_secret, plaintext)
+        )
+    return found
+
+
+async def delivered_key(pool: asyncpg.Pool, key_id: UUID) -> str:
+    """The plaintext of a key as the notifier would receive it."""
+    async with pool.acquire() as conn:
+        sent = await conn.fetchval(
+            "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(key_id)
+        )
+    return SECRETS.delivery.decrypt(sent.encode()).decode()
+
+
+def a_call(plaintext: str) -> Request:
+    return Request(keyformat.hash_key(SECRETS.hash_secret, plaintext), 1, None, None, None)
+
+
+async def waiting_for(pool: asyncpg.Pool, holder: int) -> int:
+    """The backend that waits for a lock `holder` (a backend pid) holds, once one does."""
+    async with pool.acquire() as conn:
+        for _ in range(500):
+            waiter = await conn.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", holder
+            )
+            if waiter is not None:
+                return int(waiter)
+            await asyncio.sleep(0.01)
+        rows = await conn.fetch(
+            "SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid) AS b, left(query, 80) AS q "
+            "FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    raise AssertionError(f"nothing waited for backend {holder}: " + "\n".join(map(str, rows)))
+
+
 class TestRateLimits:
     async def test_concurrent_callers_get_exactly_the_per_minute_limit(
         self, pool: asyncpg.Pool, validate: Check
@@ -377,6 +415,79 @@ class TestRotationAndExpiry:
         assert answer.valid and answer.state is not None and answer.state.rate_remaining == 0
         assert (await validate(Validate(new, 1, True))).reason == "rate_limited"
         assert (await validate(Validate(old, 1, True))).reason == "rate_limited"
+
+    async def test_a_batch_that_waited_out_a_rotation_consumes_under_the_successors_lock(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        """The instant of a rotation, forced step by step with held locks.
+
+        A batch takes its key locks, then reads the keys in a new statement. If a rotation
+        commits while the batch waits for the old key's lock, that read resolves the old
+        key to its successor, which the batch did not lock. A caller consuming through the
+        successor meanwhile must not lose its count to the batch's: the minute allows two
+        calls, so after these two a third is refused."""
+        await a_fresh_minute()
+        keys = {}
+        for _ in range(2):
+            plaintext = await a_key(pool, quota=None, limits=Limits(requests_per_minute=2))
+            keys[await key_id_of(pool, plaintext)] = plaintext
+        old_id, other_id = sorted(keys)  # a batch locks in id order: the old key, then the other
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE keys SET customer_email = 'rotate@example.com' WHERE id = $1", old_id)
+        batcher = Batcher(lambda: pool, workers=1)
+        batcher.start()
+        async with (
+            asyncio.timeout(30),
+            pool.acquire() as successor_holder,
+            pool.acquire() as other_holder,
+            pool.acquire() as caller,
+        ):
+            # The rotation locks the old key, then waits to write its successor: an
+            # uncommitted row holds the successor's source_ref.
+            holding_successor = successor_holder.transaction()
+            await holding_successor.start()
+            await repo.insert_key(
+                successor_holder,
+                key_id=uuid4(),
+                account_id="cus_holder",
+                key_hash=secrets.token_bytes(32),
+                key_display="held",
+                plan="p",
+                billing="metered",
+                quota_limit=None,
+                features=[],
+                source_ref=f"rotate:{old_id}",
+            )
+            rotation = asyncio.create_task(rotate_key(old_id, 60, pool, SECRETS))
+            rotator = await waiting_for(pool, successor_holder.get_server_pid())
+            # A batch of the old key and the other key waits for the old key's lock.
+            holding_other = other_holder.transaction()
+            await holding_other.start()
+            await other_holder.execute("SELECT 1 FROM keys WHERE id = $1 FOR UPDATE", other_id)
+            batch = asyncio.gather(*(batcher.consume(a_call(keys[k])) for k in (old_id, other_id)))
+            await waiting_for(pool, rotator)
+            # The rotation commits. The batch locks the old key and waits for the other.
+            await holding_successor.rollback()
+            successor = await rotation
+            await waiting_for(pool, other_holder.get_server_pid())
+            # A caller consumes through the successor and holds its lock; then the batch reads.
+            new = await delivered_key(pool, successor.id)
+            async with caller.transaction():
+                decided = await caller.fetchval(
+                    "SELECT outcome FROM consume_and_record(ARRAY[$1::bytea], ARRAY[1::bigint], "
+                    "  ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::int])",
+                    keyformat.hash_key(SECRETS.hash_secret, new),
+                )
+                assert decided == "ok"
+                await holding_other.commit()
+                await waiting_for(pool, caller.get_server_pid())
+            assert [c.outcome for c in await batch] == ["ok", "ok"]
+        try:
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT minute_requests FROM keys WHERE id = $1", successor.id) == 2
+            assert (await batcher.consume(a_call(new))).outcome == "rate_limited"
+        finally:
+            await batcher.stop()
 
     async def test_an_expiry_set_by_the_admin_applies_at_once(self, pool: asyncpg.Pool, validate: Check) -> None:
         key_id, key = await self.issued(pool)
