@@ -3,9 +3,10 @@
 One keys-service process (one uvicorn worker) on a fresh schema with 1,000 metered keys;
 the load generators are separate processes. Measured in one run: p50/p99/p99.9 at a
 fixed 1,000 validations/s (loadgen.py, open loop), validations/s flat out (wrk, 64
-connections), and the limit: pgbench driving the statement the service runs per batch,
-consume_and_record() (decision, counters and usage event, one transaction), with one
-validation per transaction, directly against PostgreSQL with the service stopped.
+connections), and the limits, with the service stopped: pgbench driving the statement
+the service runs per batch, consume_and_record() (decision, counters and usage event,
+one transaction), with one validation per transaction, directly against PostgreSQL,
+flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit).
 """
 
 import asyncio
@@ -27,6 +28,7 @@ from tollgate_keys.app import MIGRATIONS
 from .. import infra
 from ..processes import free_port, wait_until
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
+from .loadgen import percentile
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
@@ -78,11 +80,13 @@ def wrk_flat_out(port: int, keys_file: Path, seconds: int, connections: int = 64
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def pgbench_tps(port: int, schema: str, seconds: int) -> float:
-    script = Path(tempfile.mkdtemp()) / "consume.sql"
+def _pgbench(port: int, schema: str, options: list[str]) -> str:
+    """pgbench running the service's per-batch statement, consume_and_record(), with one
+    validation per transaction (usage event included) for a random pgbench key."""
+    workdir = Path(tempfile.mkdtemp())
+    script = workdir / "consume.sql"
     script.write_text(
         f"\\set k random(1, {KEYS})\n"
-        # One validation per statement (its own transaction), usage event included.
         "SELECT * FROM consume_and_record(ARRAY[sha256(convert_to(:k::text, 'UTF8'))], ARRAY[1::bigint], "
         "ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::int[]);\n"
     )
@@ -90,12 +94,9 @@ def pgbench_tps(port: int, schema: str, seconds: int) -> float:
         [
             str(infra.postgres_bin() / "pgbench"),
             "-n",
-            "-c",
-            "16",
-            "-j",
-            "2",
-            "-T",
-            str(seconds),
+            "-M",
+            "prepared",
+            *options,
             "-f",
             str(script),
             "-h",
@@ -109,12 +110,45 @@ def pgbench_tps(port: int, schema: str, seconds: int) -> float:
         check=True,
         capture_output=True,
         text=True,
+        cwd=workdir,
         env={"PGOPTIONS": f"-c search_path={schema}"},
     )
-    match = re.search(r"tps = ([\d.]+)", out.stdout)
+    return out.stdout
+
+
+def pgbench_tps(port: int, schema: str, seconds: int) -> float:
+    """The throughput limit: 16 clients flat out."""
+    out = _pgbench(port, schema, ["-c", "16", "-j", "2", "-T", str(seconds)])
+    match = re.search(r"tps = ([\d.]+)", out)
     if not match:
-        raise SystemExit(out.stdout + out.stderr)
+        raise SystemExit(out)
     return float(match.group(1))
+
+
+def pgbench_at_rate(port: int, schema: str, rate: int, seconds: int, clients: int = 2) -> dict[str, float]:
+    """The latency limit: the same statement at the same fixed rate, at most `clients` in
+    flight (the service's batcher runs at most two batches at once), from pgbench's
+    per-transaction log. pgbench's arrivals are Poisson, and each latency counts from the
+    transaction's scheduled start, so waiting for a free client is included, as the load
+    generator includes queueing. The first second is warm-up (connections, plans) and is
+    left out."""
+    workdir = Path(tempfile.mkdtemp())
+    prefix = workdir / "tx"
+    _pgbench(
+        port,
+        schema,
+        ["-c", str(clients), "-j", "1", "-R", str(rate), "-T", str(seconds + 1), "-l", f"--log-prefix={prefix}"],
+    )
+    # Log lines: client, transaction, latency (µs), script, epoch seconds, µs[, lag].
+    rows = [line.split() for log in workdir.glob("tx.*") for line in log.read_text().splitlines()]
+    start = min(int(r[4]) + int(r[5]) / 1e6 for r in rows)
+    latencies = [int(r[2]) / 1e6 for r in rows if int(r[4]) + int(r[5]) / 1e6 >= start + 1]
+    return {
+        "transactions": len(latencies),
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p999_ms": percentile(latencies, 0.999) * 1000,
+    }
 
 
 async def seed(pool: object, keys_file: Path) -> None:
@@ -177,8 +211,10 @@ async def main() -> None:
         flat = wrk_flat_out(port, keys_file, seconds=10)
         stack.procs.stop(name)  # the limit is PostgreSQL alone
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
+        pg_fixed = pgbench_at_rate(cfg.ports["postgres"], schema, rate=1000, seconds=10)
         print(f"bench-keys: at 1,000/s {json.dumps(fixed)}", flush=True)
         print(f"bench-keys: flat out {json.dumps(flat)}", flush=True)
+        print(f"bench-keys: pgbench at 1,000/s {json.dumps(pg_fixed)}", flush=True)
         figure("keys.validate_per_s", flat["rate"], "validations/s")
         figure("keys.p50_ms_flat_out", flat["p50_ms"], "ms")
         figure("keys.p99_ms_flat_out", flat["p99_ms"], "ms")
@@ -186,6 +222,7 @@ async def main() -> None:
         figure("keys.p99_ms_at_1000", fixed["p99_ms"], "ms")
         figure("keys.p999_ms_at_1000", fixed["p999_ms"], "ms")
         figure("keys.pg_limit_per_s", limit, "tx/s")
+        figure("keys.pg_p99_ms_at_1000", pg_fixed["p99_ms"], "ms")
         if fixed["errors"] or flat["errors"]:
             raise SystemExit(f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out")
     finally:
