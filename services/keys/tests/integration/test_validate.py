@@ -382,11 +382,7 @@ class TestRotationAndExpiry:
         assert (await validate(Validate(old, 10, True))).valid
         successor = await rotate_key(UUID(key_id), 0.5, pool, SECRETS)
         assert successor.quota_used == 10  # the quota carries over, it does not double
-        async with pool.acquire() as conn:
-            sent = await conn.fetchval(
-                "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(successor.id)
-            )
-        new = SECRETS.delivery.decrypt(sent.encode()).decode()
+        new = await delivered_key(pool, successor.id)
         assert new != old and keyformat.display(new) == successor.key_display
         assert (await validate(Validate(old, 30, True))).valid  # the grace: old still works…
         assert (await validate(Validate(new, 60, True))).valid  # …against the one shared quota
@@ -406,11 +402,7 @@ class TestRotationAndExpiry:
         await a_fresh_minute()
         assert all([(await validate(Validate(old, 1, True))).valid for _ in range(2)])
         successor = await rotate_key(key_id, 60, pool, SECRETS)
-        async with pool.acquire() as conn:
-            sent = await conn.fetchval(
-                "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(successor.id)
-            )
-        new = SECRETS.delivery.decrypt(sent.encode()).decode()
+        new = await delivered_key(pool, successor.id)
         answer = await validate(Validate(new, 1, True))  # the third call of the minute, not the first
         assert answer.valid and answer.state is not None and answer.state.rate_remaining == 0
         assert (await validate(Validate(new, 1, True))).reason == "rate_limited"

@@ -1,16 +1,20 @@
-"""When the batcher sends a second batch to PostgreSQL: only while a backlog waits.
+"""When the batcher sends a second batch to PostgreSQL (only while a backlog waits), and
+how often it runs a batch again that raced a rotation (a bounded number of times).
 
-The database round trip is replaced by a slow fake that records how many batches are in
-flight at once; the real statement is covered by the integration tests.
+The database round trip is replaced by fakes: a slow one that records how many batches
+are in flight at once, and one that fails with a serialization failure as often as told,
+as consume_batch() does for a key it did not lock (migration 007). The real statement,
+and the real race, are covered by the integration tests.
 """
 
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tollgate_keys import batcher as batcher_module
-from tollgate_keys.batcher import Batcher, Request
+from tollgate_keys.batcher import ATTEMPTS, Batcher, Request
 from tollgate_keys.repo import Consumed
 
 
@@ -76,3 +80,54 @@ async def test_a_backlog_puts_a_second_batch_in_flight(database: SlowDatabase) -
     assert [a.quota_used for a in answers] == list(range(1, 12))
     assert database.most_in_flight == 2
     assert database.batches[:2] == [1, 10]
+
+
+class RacingDatabase:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.attempts = failures, 0
+
+    async def consume_and_record(self, _conn: object, requests: list[Request]) -> list[dict[str, object]]:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise asyncpg.exceptions.SerializationError("key was not locked by this batch")
+        return [
+            {
+                "idx": n + 1,
+                "outcome": "ok",
+                "key_id": None,
+                "account_id": None,
+                "plan": None,
+                "billing": None,
+                "quota_limit": None,
+                "quota_used": r.units,
+                "expires_at": None,
+                "rate_limit": None,
+                "rate_remaining": None,
+                "rate_reset": None,
+            }
+            for n, r in enumerate(requests)
+        ]
+
+
+async def consume_once(monkeypatch: pytest.MonkeyPatch, database: RacingDatabase) -> Consumed:
+    monkeypatch.setattr(batcher_module, "_consume_and_record", database.consume_and_record)
+    batcher = Batcher(FakePool, workers=1)  # type: ignore[arg-type]
+    batcher.start()
+    try:
+        return await batcher.consume(request(3))
+    finally:
+        await batcher.stop()
+
+
+async def test_a_batch_that_raced_a_rotation_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    database = RacingDatabase(failures=1)
+    answer = await consume_once(monkeypatch, database)
+    assert (answer.outcome, answer.quota_used) == ("ok", 3)
+    assert database.attempts == 2
+
+
+async def test_a_batch_that_keeps_racing_fails_its_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    database = RacingDatabase(failures=ATTEMPTS)
+    with pytest.raises(asyncpg.exceptions.SerializationError):
+        await consume_once(monkeypatch, database)
+    assert database.attempts == ATTEMPTS
