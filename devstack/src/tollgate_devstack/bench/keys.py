@@ -28,7 +28,7 @@ from tollgate_keys.app import MIGRATIONS
 from .. import infra
 from ..processes import free_port, wait_until
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
-from .loadgen import percentile
+from .loadgen import latency_ms
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
@@ -80,10 +80,10 @@ def wrk_flat_out(port: int, keys_file: Path, seconds: int, connections: int = 64
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _pgbench(port: int, schema: str, options: list[str]) -> str:
+def _pgbench(port: int, schema: str, workdir: Path, options: list[str]) -> str:
     """pgbench running the service's per-batch statement, consume_and_record(), with one
-    validation per transaction (usage event included) for a random pgbench key."""
-    workdir = Path(tempfile.mkdtemp())
+    validation per transaction (usage event included) for a random pgbench key; its
+    script (and any log) in `workdir`."""
     script = workdir / "consume.sql"
     script.write_text(
         f"\\set k random(1, {KEYS})\n"
@@ -110,7 +110,6 @@ def _pgbench(port: int, schema: str, options: list[str]) -> str:
         check=True,
         capture_output=True,
         text=True,
-        cwd=workdir,
         env={"PGOPTIONS": f"-c search_path={schema}"},
     )
     return out.stdout
@@ -118,7 +117,8 @@ def _pgbench(port: int, schema: str, options: list[str]) -> str:
 
 def pgbench_tps(port: int, schema: str, seconds: int) -> float:
     """The throughput limit: 16 clients flat out."""
-    out = _pgbench(port, schema, ["-c", "16", "-j", "2", "-T", str(seconds)])
+    with tempfile.TemporaryDirectory() as workdir:
+        out = _pgbench(port, schema, Path(workdir), ["-c", "16", "-j", "2", "-T", str(seconds)])
     match = re.search(r"tps = ([\d.]+)", out)
     if not match:
         raise SystemExit(out)
@@ -132,23 +132,16 @@ def pgbench_at_rate(port: int, schema: str, rate: int, seconds: int, clients: in
     transaction's scheduled start, so waiting for a free client is included, as the load
     generator includes queueing. The first second is warm-up (connections, plans) and is
     left out."""
-    workdir = Path(tempfile.mkdtemp())
-    prefix = workdir / "tx"
-    _pgbench(
-        port,
-        schema,
-        ["-c", str(clients), "-j", "1", "-R", str(rate), "-T", str(seconds + 1), "-l", f"--log-prefix={prefix}"],
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        options = ["-c", str(clients), "-j", "1", "-R", str(rate), "-T", str(seconds + 1), "-l"]
+        _pgbench(port, schema, workdir, [*options, f"--log-prefix={workdir / 'tx'}"])
+        lines = [line for log in workdir.glob("tx.*") for line in log.read_text().splitlines()]
     # Log lines: client, transaction, latency (µs), script, epoch seconds, µs[, lag].
-    rows = [line.split() for log in workdir.glob("tx.*") for line in log.read_text().splitlines()]
-    start = min(int(r[4]) + int(r[5]) / 1e6 for r in rows)
-    latencies = [int(r[2]) / 1e6 for r in rows if int(r[4]) + int(r[5]) / 1e6 >= start + 1]
-    return {
-        "transactions": len(latencies),
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "p999_ms": percentile(latencies, 0.999) * 1000,
-    }
+    timed = [(int(f[4]) + int(f[5]) / 1e6, int(f[2]) / 1e6) for f in map(str.split, lines)]
+    start = min(at for at, _ in timed)
+    latencies = [latency for at, latency in timed if at >= start + 1]
+    return {"transactions": len(latencies), **latency_ms(latencies)}
 
 
 async def seed(pool: object, keys_file: Path) -> None:

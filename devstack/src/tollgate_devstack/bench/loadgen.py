@@ -53,6 +53,15 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
+def latency_ms(latencies: list[float]) -> dict[str, float]:
+    """p50, p99 and p99.9 of `latencies` (seconds), in milliseconds."""
+    return {
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p999_ms": percentile(latencies, 0.999) * 1000,
+    }
+
+
 async def run(host: str, port: int, keys: list[str], rate: float, seconds: float, connections: int) -> dict[str, float]:
     payloads = [request(host, port, k) for k in keys]
     pool = [Connection(host, port) for _ in range(connections)]
@@ -90,9 +99,7 @@ async def run(host: str, port: int, keys: list[str], rate: float, seconds: float
         "seconds": elapsed,
         "rate": len(latencies) / elapsed,
         "errors": errors,
-        "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "p999_ms": percentile(latencies, 0.999) * 1000,
+        **latency_ms(latencies),
     }
 
 
