@@ -6,7 +6,9 @@ fixed 1,000 validations/s (loadgen.py, open loop), validations/s flat out (wrk, 
 connections), and the limits, with the service stopped: pgbench driving the statement
 the service runs per batch, consume_and_record() (decision, counters and usage event,
 one transaction), with one validation per transaction, directly against PostgreSQL,
-flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit).
+flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit); and
+the harness's own floor: the load generator at 1,000/s against a server that answers at
+once (fixed_answer.py).
 """
 
 import asyncio
@@ -26,7 +28,7 @@ from tollgate_keys import keyformat
 from tollgate_keys.app import MIGRATIONS
 
 from .. import infra
-from ..processes import free_port, wait_until
+from ..processes import free_port, port_open, wait_until
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
 from .loadgen import latency_ms
 
@@ -54,6 +56,20 @@ def fixed_rate(port: int, keys_file: Path, rate: float, seconds: float) -> dict[
         text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def harness_floor(keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
+    """The load generator against a server that answers at once: what the measurement
+    itself adds (Python client, loopback TCP, the VM waking both) at the same rate."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tollgate_devstack.bench.fixed_answer", "--port", str(port)])
+    try:
+        wait_until("fixed-answer server", lambda: port_open(port), 10)
+        fixed_rate(port, keys_file, rate, seconds=3)
+        return fixed_rate(port, keys_file, rate, seconds)
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def wrk_flat_out(port: int, keys_file: Path, seconds: int, connections: int = 64) -> dict[str, float]:
@@ -202,12 +218,14 @@ async def main() -> None:
         fixed_rate(port, keys_file, rate=1000, seconds=3)
         fixed = fixed_rate(port, keys_file, rate=1000, seconds=10)
         flat = wrk_flat_out(port, keys_file, seconds=10)
-        stack.procs.stop(name)  # the limit is PostgreSQL alone
+        stack.procs.stop(name)  # the limits are PostgreSQL alone, and the harness alone
+        floor = harness_floor(keys_file, rate=1000, seconds=10)
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
         pg_fixed = pgbench_at_rate(cfg.ports["postgres"], schema, rate=1000, seconds=10)
         print(f"bench-keys: at 1,000/s {json.dumps(fixed)}", flush=True)
         print(f"bench-keys: flat out {json.dumps(flat)}", flush=True)
         print(f"bench-keys: pgbench at 1,000/s {json.dumps(pg_fixed)}", flush=True)
+        print(f"bench-keys: harness alone at 1,000/s {json.dumps(floor)}", flush=True)
         figure("keys.validate_per_s", flat["rate"], "validations/s")
         figure("keys.p50_ms_flat_out", flat["p50_ms"], "ms")
         figure("keys.p99_ms_flat_out", flat["p99_ms"], "ms")
@@ -216,8 +234,12 @@ async def main() -> None:
         figure("keys.p999_ms_at_1000", fixed["p999_ms"], "ms")
         figure("keys.pg_limit_per_s", limit, "tx/s")
         figure("keys.pg_p99_ms_at_1000", pg_fixed["p99_ms"], "ms")
-        if fixed["errors"] or flat["errors"]:
-            raise SystemExit(f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out")
+        figure("keys.harness_p99_ms_at_1000", floor["p99_ms"], "ms")
+        if fixed["errors"] or flat["errors"] or floor["errors"]:
+            raise SystemExit(
+                f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out, "
+                f"{floor['errors']} from the harness alone"
+            )
     finally:
         stack.procs.stop(name)
         await drop_schema(pool, schema)
