@@ -13,6 +13,8 @@ from typing import cast
 
 import uvloop
 
+from .loadgen import content_length
+
 BODY = (
     b'{"isValid":true,"unitsConsumed":1,"keyId":"00000000-0000-4000-8000-000000000000","quota":null,"expiresAt":null}'
 )
@@ -30,17 +32,11 @@ class FixedAnswer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            length = next(
-                (int(line.split(b":")[1]) for line in self.buffer[:end].split(b"\r\n")[1:] if _is_length(line)), 0
-            )
+            length = content_length(self.buffer[:end])
             if len(self.buffer) < end + 4 + length:
                 return  # the body is still on its way
             self.buffer = self.buffer[end + 4 + length :]
             self.transport.write(self.answer)
-
-
-def _is_length(header: bytes) -> bool:
-    return header.lower().startswith(b"content-length:")
 
 
 async def serve(port: int) -> None:

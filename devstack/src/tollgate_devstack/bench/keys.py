@@ -37,6 +37,14 @@ HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway
 
 
 def fixed_rate(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
+    """`seconds` at `rate` (loadgen.py), after 3 s of warm-up at the same rate:
+    connections open, plans cached, and no backlog from an overload (relay, vacuum)
+    left to bill to the steady state."""
+    _loadgen(port, keys_file, rate, seconds=3)
+    return _loadgen(port, keys_file, rate, seconds)
+
+
+def _loadgen(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
     out = subprocess.run(
         [
             sys.executable,
@@ -65,7 +73,6 @@ def harness_floor(keys_file: Path, rate: float, seconds: float) -> dict[str, flo
     server = subprocess.Popen([sys.executable, "-m", "tollgate_devstack.bench.fixed_answer", "--port", str(port)])
     try:
         wait_until("fixed-answer server", lambda: port_open(port), 10)
-        fixed_rate(port, keys_file, rate, seconds=3)
         return fixed_rate(port, keys_file, rate, seconds)
     finally:
         server.terminate()
@@ -213,9 +220,6 @@ async def main() -> None:
             60,
             lambda: stack.procs.log_tail(name),
         )
-        # Warm up at the measured rate: connections open, plans cached, and no backlog
-        # from an overload (relay, vacuum) left to bill to the steady state.
-        fixed_rate(port, keys_file, rate=1000, seconds=3)
         fixed = fixed_rate(port, keys_file, rate=1000, seconds=10)
         flat = wrk_flat_out(port, keys_file, seconds=10)
         stack.procs.stop(name)  # the limits are PostgreSQL alone, and the harness alone

@@ -26,13 +26,16 @@ def request(host: str, port: int, key: str) -> bytes:
     ).encode() + body
 
 
+def content_length(head: bytes) -> int:
+    """The Content-Length of an HTTP/1.1 message head; 0 if it has none."""
+    lines = head.split(b"\r\n")[1:]  # after the request or status line
+    return next((int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
+
+
 async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next(
-        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-    )
-    body = await reader.readexactly(length)
+    body = await reader.readexactly(content_length(head))
     return status if b'"isValid":true' in body else -status
 
 
