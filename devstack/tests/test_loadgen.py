@@ -3,8 +3,9 @@ that is not a valid validation as an error, so a benchmark figure is never a cou
 failures."""
 
 import asyncio
+import time
 
-from tollgate_devstack.bench import fixed_answer, loadgen
+from tollgate_devstack.bench import fixed_answer, loadgen, ticker
 
 
 async def drive(answer: bytes, rate: float = 500, seconds: float = 0.4) -> dict[str, float]:
@@ -29,3 +30,14 @@ async def test_an_answer_that_is_not_a_valid_validation_counts_as_an_error() -> 
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(refused), refused)
     result = await drive(answer)
     assert result["errors"] == result["requests"] == 200
+
+
+async def test_the_timer_hands_over_the_periods_a_busy_loop_missed() -> None:
+    # A generator that falls behind must send the requests it is late for, not skip them.
+    periods: list[int] = []
+    interval_ns = 1_000_000
+    with ticker.periodic(time.monotonic_ns() + interval_ns, interval_ns, periods.append):
+        time.sleep(0.03)  # noqa: ASYNC251 -- blocking the loop for 30 periods is the point
+        await asyncio.sleep(0.002)
+    assert periods[0] >= 30
+    assert sum(periods) >= 31

@@ -2,10 +2,11 @@
 
 Requests are scheduled at a fixed rate whatever the answers do, and latency is measured
 from each request's scheduled time, so a slow server cannot hide its queueing (no
-coordinated omission). Raw asyncio streams on uvloop with keep-alive and pre-built
-requests: a Python HTTP client library would itself be the bottleneck. (Flat out, the
-benchmark uses wrk instead.) Prints one JSON line: requests, seconds, rate, p50/p99/p99.9
-in ms, errors.
+coordinated omission). A kernel timer keeps the schedule (`ticker.py`), so the
+generator's own lateness is as small as the machine allows. Raw asyncio streams on
+uvloop with keep-alive and pre-built requests: a Python HTTP client library would
+itself be the bottleneck. (Flat out, the benchmark uses wrk instead.) Prints one JSON
+line: requests, seconds, rate, p50/p99/p99.9 in ms, errors.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import random
 import time
 
 import uvloop
+
+from . import ticker
 
 
 def request(host: str, port: int, key: str) -> bytes:
@@ -85,18 +88,25 @@ async def run(host: str, port: int, keys: list[str], rate: float, seconds: float
             errors += 1
         finally:
             free.put_nowait(conn)
-        latencies.append(time.perf_counter() - scheduled)
+        latencies.append(time.monotonic() - scheduled)
 
-    started = time.perf_counter()
-    tasks = []
-    for i in range(int(rate * seconds)):
-        at = started + i / rate
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(at)))
+    total, interval_ns = int(rate * seconds), round(1e9 / rate)
+    first_ns = time.monotonic_ns() + interval_ns
+    tasks: list[asyncio.Task[None]] = []
+    all_sent = asyncio.get_running_loop().create_future()
+
+    def send(periods: int) -> None:
+        for _ in range(min(periods, total - len(tasks))):
+            scheduled = (first_ns + len(tasks) * interval_ns) / 1e9
+            tasks.append(asyncio.create_task(one(scheduled)))
+        if len(tasks) == total and not all_sent.done():
+            all_sent.set_result(None)
+
+    started = time.monotonic()
+    with ticker.periodic(first_ns, interval_ns, send):
+        await all_sent
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - started
+    elapsed = time.monotonic() - started
     return {
         "requests": len(latencies),
         "seconds": elapsed,
