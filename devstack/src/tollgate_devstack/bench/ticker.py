@@ -12,10 +12,12 @@ was too busy to see, so none is skipped.
 import asyncio
 import ctypes
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-CLOCK_MONOTONIC = 1  # the clock of time.monotonic()
+# timerfd's flags are defined as the open(2) flags of the same names.
 TFD_NONBLOCK, TFD_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 TFD_TIMER_ABSTIME = 1
 
@@ -38,7 +40,7 @@ def periodic(first_ns: int, interval_ns: int, on_tick: Callable[[int], None]) ->
     every `interval_ns`; n is how many periods ended since the last call (more than one
     when the loop was late)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+    fd = libc.timerfd_create(time.CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
     if fd < 0:
         raise OSError(ctypes.get_errno(), "timerfd_create")
     loop = asyncio.get_running_loop()
@@ -49,7 +51,7 @@ def periodic(first_ns: int, interval_ns: int, on_tick: Callable[[int], None]) ->
 
         def expired() -> None:
             try:
-                periods = int.from_bytes(os.read(fd, 8), "little")
+                periods = int.from_bytes(os.read(fd, 8), sys.byteorder)
             except BlockingIOError:  # already read: nothing has ended since
                 return
             on_tick(periods)
