@@ -154,6 +154,15 @@ def kafka_libs(cfg: StackConfig) -> Path:
     return lib
 
 
+def kafka_cluster_id() -> str:
+    """A random cluster id as Kafka makes them (`Uuid.randomUuid`): URL-safe base64 of 16
+    bytes, never starting with "-", which the storage tool would read as an option (one
+    id in 64 did, and failed a fresh CI run)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 def start_kafka(cfg: StackConfig, procs: Processes) -> None:
     port, controller = cfg.ports["kafka"], cfg.ports["kafka_controller"]
     if procs.pid("kafka") and port_open(port):
@@ -196,7 +205,6 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
     )
     classpath = f"{lib}/*"
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
             [
                 "java",
@@ -207,7 +215,7 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
                 "format",
                 "--standalone",
                 "-t",
-                cluster_id,
+                kafka_cluster_id(),
                 "-c",
                 str(props),
             ],
