@@ -158,9 +158,10 @@ def kafka_cluster_id() -> str:
     """A random cluster id as Kafka makes them (`Uuid.randomUuid`): URL-safe base64 of 16
     bytes, never starting with "-", which the storage tool would read as an option (one
     id in 64 did, and failed a fresh CI run)."""
-    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
-        pass
-    return cluster_id
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start_kafka(cfg: StackConfig, procs: Processes) -> None:
