@@ -45,6 +45,16 @@ def wrk_bin() -> str:
     return found
 
 
+def perf_bin() -> str:
+    """Linux's perf (Debian's `linux-perf`), which the CPU-stall probe records context switches with."""
+    found = shutil.which("perf")
+    if not found:
+        _apt_install("linux-perf", "perf")
+        found = shutil.which("perf")
+    assert found, "perf did not install"
+    return found
+
+
 def start_postgres(cfg: StackConfig, procs: Processes) -> None:
     port = cfg.ports["postgres"]
     if procs.pid("postgres") and port_open(port):

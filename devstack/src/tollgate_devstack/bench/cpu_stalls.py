@@ -1,0 +1,227 @@
+"""Who takes the CPUs on a quiet machine, and for how long at a stretch.
+
+The keys benchmark's p99 at 1,000/s moves with the machine more than with the code
+(BENCHMARKS.md). This probe says what the machine does besides our work. Run it with
+the stack idle: `make cpu-stalls`, or `python -m tollgate_devstack.bench.cpu_stalls
+[seconds]`, as root (perf records every CPU; Debian's `linux-perf` is installed on first
+use).
+
+An idle-priority (SCHED_IDLE) spinner on each CPU reads the clock in a tight loop. It
+runs whenever nothing else wants that CPU, so every jump in its clock is time it did not
+get. `perf` records every context switch meanwhile: a jump during which other tasks ran
+is charged to them; what remains, the spinner shown as running while its clock jumped,
+is time the whole virtual CPU was not running: the host took it. A stall of every CPU
+at once stops every process in the guest, the database and its disk waits included.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import infra
+from .common import figure, machine
+
+# A gap shorter than this is the loop itself (an interrupt, a page fault), not a stall.
+GAP_NS = 200_000
+SPINNER = "cpu-stall-spin"
+PR_SET_NAME = 15
+
+
+@dataclass(frozen=True)
+class Run:
+    """A task on a CPU from `start` to `end` (seconds, CLOCK_MONOTONIC)."""
+
+    start: float
+    end: float
+    task: str
+
+
+@dataclass(frozen=True)
+class Gap:
+    cpu: int
+    start: float
+    end: float
+
+
+@dataclass
+class Taker:
+    seconds: float = 0.0
+    longest: float = 0.0
+    runs_over_4ms: int = 0
+
+
+@dataclass
+class Stalls:
+    """Where the spinners' missing time went."""
+
+    takers: dict[str, Taker] = field(default_factory=lambda: defaultdict(Taker))
+    host: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    host_spans: list[Gap] = field(default_factory=list)
+
+
+def spin(cpu: int, seconds: float) -> None:
+    """Print when this spinner began and ended (ns), then each jump of the CPU's clock
+    longer than GAP_NS as `start_ns length_ns`."""
+    # perf names each run by the task's name: ours must be told apart from what it measures.
+    ctypes.CDLL(None).prctl(PR_SET_NAME, SPINNER.encode(), 0, 0, 0)
+    os.sched_setaffinity(0, {cpu})
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    now = time.monotonic_ns
+    gaps = []
+    started = last = now()
+    end = started + int(seconds * 1e9)
+    while last < end:
+        t = now()
+        if t - last > GAP_NS:
+            gaps.append((last, t - last))
+        last = t
+    print(f"{started} {last}", *(f"{start} {length}" for start, length in gaps), sep="\n", flush=True)
+
+
+def parse_switches(lines: Iterable[str]) -> dict[int, list[Run]]:
+    """Runs per CPU from `perf script -F cpu,time,trace` of sched:sched_switch.
+
+    Only the `next_` fields are read: each switch starts the next task's run and ends
+    the one before it on that CPU. (On this kernel perf sometimes prints a stale
+    `prev_pid`, so the `prev_` fields are not trusted.)"""
+    runs: dict[int, list[Run]] = defaultdict(list)
+    current: dict[int, tuple[float, str]] = {}
+    for line in lines:
+        cpu_field, _, rest = line.strip().partition("]")
+        if not cpu_field.startswith("[") or "next_comm=" not in rest:
+            continue
+        cpu = int(cpu_field[1:])
+        at = float(rest.split(":", 1)[0])
+        task = rest.split("next_comm=", 1)[1].split(" next_pid=", 1)[0]
+        if cpu in current:
+            started, running = current[cpu]
+            runs[cpu].append(Run(started, at, running))
+        current[cpu] = (at, task)
+    return runs
+
+
+def attribute(gaps: list[Gap], runs: dict[int, list[Run]], window: tuple[float, float]) -> Stalls:
+    """Charge each gap to the tasks that ran on its CPU meanwhile; the rest to the host.
+    Each task's longest run counts runs within `window`, while every spinner spun."""
+    stalls = Stalls()
+    for task_runs in runs.values():
+        for run in task_runs:
+            if run.task == SPINNER or run.task.startswith("swapper") or not window[0] <= run.start < window[1]:
+                continue
+            taker = stalls.takers[run.task]
+            length = run.end - run.start
+            taker.longest = max(taker.longest, length)
+            taker.runs_over_4ms += length > 0.004
+    for gap in gaps:
+        cursor = gap.start
+        for run in runs.get(gap.cpu, []):
+            if run.end <= gap.start or run.start >= gap.end or run.task == SPINNER:
+                continue
+            overlap = min(run.end, gap.end) - max(run.start, gap.start)
+            stalls.takers[run.task].seconds += overlap
+            if run.start > cursor:
+                stalls.host_spans.append(Gap(gap.cpu, cursor, run.start))
+            cursor = max(cursor, run.end)
+        if gap.end > cursor:
+            stalls.host_spans.append(Gap(gap.cpu, cursor, gap.end))
+    for span in stalls.host_spans:
+        stalls.host[span.cpu] += span.end - span.start
+    return stalls
+
+
+def all_cpus_stalled(spans: list[Gap], cpus: int) -> list[float]:
+    """Lengths of the moments when the host held every CPU at once, longest first."""
+    by_cpu: dict[int, list[Gap]] = defaultdict(list)
+    for span in spans:
+        by_cpu[span.cpu].append(span)
+    if len(by_cpu) < cpus:
+        return []
+    common = [(s.start, s.end) for s in by_cpu[0]]
+    for cpu in range(1, cpus):
+        common = [
+            (max(a, s.start), min(b, s.end)) for a, b in common for s in by_cpu[cpu] if min(b, s.end) > max(a, s.start)
+        ]
+    return sorted((b - a for a, b in common), reverse=True)
+
+
+def measure(seconds: float) -> tuple[Stalls, list[float]]:
+    cpus = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "switches.data"
+        perf = subprocess.Popen(
+            [
+                infra.perf_bin(),
+                "record",
+                "-q",
+                "-a",
+                "-k",
+                "CLOCK_MONOTONIC",
+                "-e",
+                "sched:sched_switch",
+                "-o",
+                str(data),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # perf is recording before the first spinner starts
+        spinners = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tollgate_devstack.bench.cpu_stalls", "spin", str(cpu), str(seconds)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for cpu in range(cpus)
+        ]
+        outputs = [p.communicate()[0] for p in spinners]
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+        script = subprocess.run(
+            [infra.perf_bin(), "script", "-i", str(data), "-F", "cpu,time,trace"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    spans = [[int(n) for n in output.split()[:2]] for output in outputs]
+    window = (max(start for start, _ in spans) / 1e9, min(end for _, end in spans) / 1e9)
+    gaps = [
+        Gap(cpu, int(start) / 1e9, (int(start) + int(length)) / 1e9)
+        for cpu, output in enumerate(outputs)
+        for start, length in (line.split() for line in output.splitlines()[1:] if line)
+    ]
+    stalls = attribute(gaps, parse_switches(script.stdout.splitlines()), window)
+    return stalls, all_cpus_stalled(stalls.host_spans, cpus)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["spin"]:
+        spin(int(sys.argv[2]), float(sys.argv[3]))
+        return
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
+    print(f"cpu-stalls: {seconds:.0f} s, an idle-priority spinner per CPU, on {machine()}", flush=True)
+    stalls, together = measure(seconds)
+    taken = sorted(stalls.takers.items(), key=lambda kv: -kv[1].seconds)
+    # A user task's run here is its run against an idle-priority task, which never
+    # preempts; a kernel thread's (this kernel is built PREEMPT_NONE) holds its CPU
+    # against any task.
+    print(f"{'task':<18} {'ms/s taken':>10} {'longest run ms':>15} {'runs > 4 ms':>12}")
+    for task, taker in taken[:10]:
+        print(
+            f"{task:<18} {taker.seconds * 1e3 / seconds:>10.1f} {taker.longest * 1e3:>15.2f} {taker.runs_over_4ms:>12}"
+        )
+    figure("machine.taken_by_other_tasks_ms_per_s", sum(t.seconds for _, t in taken) * 1e3 / seconds, "ms/s")
+    figure("machine.host_took_ms_per_s", sum(stalls.host.values()) * 1e3 / seconds, "ms/s")
+    figure("machine.all_cpus_stalled_max_ms", (together[0] if together else 0.0) * 1e3, "ms")
+    figure("machine.all_cpus_stalled_over_2ms", sum(t > 0.002 for t in together), "times")
+
+
+if __name__ == "__main__":
+    main()
