@@ -35,9 +35,11 @@ def test_a_gap_is_charged_to_the_tasks_that_ran_and_the_rest_to_the_host() -> No
     runs = parse_switches(SWITCHES)
     # The spinner's clock jumped for 5 ms from 100.0005: kdamond ran 3 ms of it and the
     # spinner itself was on the CPU for the other 2, so the host held the virtual CPU.
-    stalls = attribute([Gap(1, 100.0005, 100.0055)], runs, window=(100.0, 100.03))
+    # Later, a 2 ms jump from 100.0195: the compiler thread ran 1 ms of it.
+    stalls = attribute([Gap(1, 100.0005, 100.0055), Gap(1, 100.0195, 100.0215)], runs, window=(100.0, 100.03))
     assert stalls.takers["kdamond.0"].seconds == pytest.approx(0.003)
-    assert stalls.host[1] == pytest.approx(0.002)
+    assert stalls.takers["C2 CompilerThre"].seconds == pytest.approx(0.001)
+    assert stalls.host[1] == pytest.approx(0.003)
     assert SPINNER not in stalls.takers
     assert stalls.takers["kdamond.0"].longest == pytest.approx(0.003)
     assert stalls.takers["kdamond.0"].runs_over_4ms == 0

@@ -10,10 +10,11 @@ An idle-priority (SCHED_IDLE) spinner on each CPU reads the clock in a tight loo
 runs whenever nothing else wants that CPU, so every jump in its clock is time it did not
 get. `perf` records every context switch meanwhile: a jump during which other tasks ran
 is charged to them; what remains, the spinner shown as running while its clock jumped,
-is time the whole virtual CPU was not running: the host took it. A stall of every CPU
-at once stops every process in the guest, the database and its disk waits included.
+is time the whole virtual CPU was not running: the host took it. While the host holds
+every CPU at once, nothing in the guest runs at all.
 """
 
+import bisect
 import ctypes
 import os
 import signal
@@ -120,10 +121,16 @@ def attribute(gaps: list[Gap], runs: dict[int, list[Run]], window: tuple[float, 
             length = run.end - run.start
             taker.longest = max(taker.longest, length)
             taker.runs_over_4ms += length > 0.004
+    starts = {cpu: [run.start for run in cpu_runs] for cpu, cpu_runs in runs.items()}
     for gap in gaps:
         cursor = gap.start
-        for run in runs.get(gap.cpu, []):
-            if run.end <= gap.start or run.start >= gap.end or run.task == SPINNER:
+        cpu_runs = runs.get(gap.cpu, [])
+        # A CPU's runs follow one another, so the first that can overlap is the last to start before the gap.
+        first = max(bisect.bisect_right(starts.get(gap.cpu, []), gap.start) - 1, 0)
+        for run in cpu_runs[first:]:
+            if run.start >= gap.end:
+                break
+            if run.end <= gap.start or run.task == SPINNER:
                 continue
             overlap = min(run.end, gap.end) - max(run.start, gap.start)
             stalls.takers[run.task].seconds += overlap
