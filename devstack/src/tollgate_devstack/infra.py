@@ -37,21 +37,21 @@ def postgres_bin() -> Path:
 
 def wrk_bin() -> str:
     """wrk, the HTTP load generator the keys benchmark drives flat out with (Debian's package)."""
-    found = shutil.which("wrk")
-    if not found:
-        _apt_install("wrk", "wrk")
-        found = shutil.which("wrk")
-    assert found, "wrk did not install"
-    return found
+    return _debian_command("wrk", "wrk")
 
 
 def perf_bin() -> str:
     """Linux's perf (Debian's `linux-perf`), which the CPU-stall probe records context switches with."""
-    found = shutil.which("perf")
+    return _debian_command("perf", "linux-perf")
+
+
+def _debian_command(command: str, package: str) -> str:
+    """The path of `command`, installing Debian's `package` for it on first use."""
+    found = shutil.which(command)
     if not found:
-        _apt_install("linux-perf", "perf")
-        found = shutil.which("perf")
-    assert found, "perf did not install"
+        _apt_install(package, command)
+        found = shutil.which(command)
+    assert found, f"{command} did not install"
     return found
 
 
