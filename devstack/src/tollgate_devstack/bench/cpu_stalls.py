@@ -64,8 +64,15 @@ class Stalls:
     """Where the spinners' missing time went."""
 
     takers: dict[str, Taker] = field(default_factory=lambda: defaultdict(Taker))
-    host: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     host_spans: list[Gap] = field(default_factory=list)
+
+    @property
+    def host(self) -> dict[int, float]:
+        """Seconds per CPU that the host held it."""
+        held: dict[int, float] = defaultdict(float)
+        for span in self.host_spans:
+            held[span.cpu] += span.end - span.start
+        return held
 
 
 def spin(cpu: int, seconds: float) -> None:
@@ -139,8 +146,6 @@ def attribute(gaps: list[Gap], runs: dict[int, list[Run]], window: tuple[float, 
             cursor = max(cursor, run.end)
         if gap.end > cursor:
             stalls.host_spans.append(Gap(gap.cpu, cursor, gap.end))
-    for span in stalls.host_spans:
-        stalls.host[span.cpu] += span.end - span.start
     return stalls
 
 
@@ -159,23 +164,21 @@ def all_cpus_stalled(spans: list[Gap], cpus: int) -> list[float]:
     return sorted((b - a for a, b in common), reverse=True)
 
 
+def read_spinner(cpu: int, output: str) -> tuple[tuple[float, float], list[Gap]]:
+    """A spinner's output (see `spin`) as its spinning window and its gaps, in seconds."""
+    first, *rest = output.splitlines()
+    started, ended = (int(n) / 1e9 for n in first.split())
+    gaps = [Gap(cpu, int(start) / 1e9, (int(start) + int(length)) / 1e9) for start, length in map(str.split, rest)]
+    return (started, ended), gaps
+
+
 def measure(seconds: float) -> tuple[Stalls, list[float]]:
     cpus = os.cpu_count() or 1
+    perf_bin = infra.perf_bin()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "switches.data"
         perf = subprocess.Popen(
-            [
-                infra.perf_bin(),
-                "record",
-                "-q",
-                "-a",
-                "-k",
-                "CLOCK_MONOTONIC",
-                "-e",
-                "sched:sched_switch",
-                "-o",
-                str(data),
-            ],
+            [perf_bin, "record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-e", "sched:sched_switch", "-o", str(data)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -192,18 +195,11 @@ def measure(seconds: float) -> tuple[Stalls, list[float]]:
         perf.send_signal(signal.SIGINT)
         perf.wait()
         script = subprocess.run(
-            [infra.perf_bin(), "script", "-i", str(data), "-F", "cpu,time,trace"],
-            capture_output=True,
-            text=True,
-            check=True,
+            [perf_bin, "script", "-i", str(data), "-F", "cpu,time,trace"], capture_output=True, text=True, check=True
         )
-    spans = [[int(n) for n in output.split()[:2]] for output in outputs]
-    window = (max(start for start, _ in spans) / 1e9, min(end for _, end in spans) / 1e9)
-    gaps = [
-        Gap(cpu, int(start) / 1e9, (int(start) + int(length)) / 1e9)
-        for cpu, output in enumerate(outputs)
-        for start, length in (line.split() for line in output.splitlines()[1:] if line)
-    ]
+    spinners_read = [read_spinner(cpu, output) for cpu, output in enumerate(outputs)]
+    window = (max(w[0] for w, _ in spinners_read), min(w[1] for w, _ in spinners_read))
+    gaps = [gap for _, spinner_gaps in spinners_read for gap in spinner_gaps]
     stalls = attribute(gaps, parse_switches(script.stdout.splitlines()), window)
     return stalls, all_cpus_stalled(stalls.host_spans, cpus)
 
