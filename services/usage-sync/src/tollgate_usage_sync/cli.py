@@ -39,7 +39,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "backfill":
             async with pool.acquire() as conn:
-                n = await repo.reopen_for_backfill(conn, args.start, args.end)
+                n = await repo.reopen_for_backfill(conn, args.start, args.end, args.customer)
             print(f"backfill: {n} windows queued to be re-reported with their original identifiers")
             return 0
         records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name)

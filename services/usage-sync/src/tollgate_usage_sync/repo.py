@@ -104,12 +104,16 @@ async def mark(
     )
 
 
-async def reopen_for_backfill(conn: asyncpg.Connection, start: datetime, end: datetime) -> int:
+async def reopen_for_backfill(
+    conn: asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
+) -> int:
     result = await conn.execute(
         "UPDATE usage_windows SET state = 'pending', next_attempt_at = now(), error = NULL, updated_at = now() "
-        "WHERE state IN ('confirmed', 'failed') AND window_start >= $1 AND window_start < $2",
+        "WHERE state IN ('confirmed', 'failed') AND window_start >= $1 AND window_start < $2 "
+        "  AND ($3::text IS NULL OR account_id = $3)",
         start,
         end,
+        account_id,
     )
     return db.affected(result)
 

@@ -13,6 +13,7 @@ import stripe
 
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded, parse_usage
+from tollgate_usage_sync import repo
 from tollgate_usage_sync.aggregate import Windows, aggregate_batch
 from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, load_meters
 from tollgate_usage_sync.ratelimit import TokenBucket
@@ -210,3 +211,17 @@ class TestReport:
         await reporter.tick()
         (window,) = await windows_of(pool, a)
         assert window["state"] == "failed" and "HTTP 400" in window["error"]
+
+
+class TestBackfill:
+    async def test_a_customers_backfill_reopens_only_that_customers_windows(
+        self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
+    ) -> None:
+        a, b = an_account(), an_account()
+        await aggregate(pool, [usage(a, 3, LAST_HOUR), usage(b, 4, LAST_HOUR)])
+        assert await reporter.tick() == 2
+        async with pool.acquire() as conn:
+            hour = LAST_HOUR.replace(minute=0, second=0, microsecond=0)
+            assert await repo.reopen_for_backfill(conn, hour, hour + timedelta(hours=1), a) == 1
+        assert await reporter.tick() == 1
+        assert [len(await sent_to_stripe(stack, x)) for x in (a, b)] == [2, 1]
