@@ -122,7 +122,9 @@ class TestBackfill:
         # period holds every customer the suite made, more than the pacing sends in the timeout.
         args = argparse.Namespace(command="backfill", start=start, end=end, customer=customer)
         assert await run(args, settings(stack)) == 0
-        queued = int(re.search(r"backfill: (\d+) windows queued", capsys.readouterr().out)[1])  # type: ignore[index]
+        printed = re.search(r"backfill: (\d+) windows queued", capsys.readouterr().out)
+        assert printed
+        queued = int(printed[1])
         assert queued >= 1
 
         async def resent() -> bool | None:
