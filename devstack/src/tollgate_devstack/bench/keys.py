@@ -8,7 +8,8 @@ the service runs per batch, consume_and_record() (decision, counters and usage e
 one transaction), with one validation per transaction, directly against PostgreSQL,
 flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit); and
 the harness's own floor: the load generator at 1,000/s against a server that answers at
-once (fixed_answer.py).
+once (fixed_answer.py); and the disk's: how much of the time a commit would wait over
+5 ms for the virtual disk alone (disk_stalls.py).
 """
 
 import asyncio
@@ -30,6 +31,8 @@ from tollgate_keys.app import MIGRATIONS
 from .. import infra
 from ..processes import free_port, port_open, wait_until
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
+from .disk_stalls import probe as disk_stalls
+from .disk_stalls import report as report_disk_stalls
 from .loadgen import latency_ms
 
 KEYS = 1000
@@ -226,6 +229,7 @@ async def main() -> None:
         floor = harness_floor(keys_file, rate=1000, seconds=10)
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
         pg_fixed = pgbench_at_rate(cfg.ports["postgres"], schema, rate=1000, seconds=10)
+        disk = disk_stalls(cfg.state_dir / "disk-stalls.probe", seconds=20)
         print(f"bench-keys: at 1,000/s {json.dumps(fixed)}", flush=True)
         print(f"bench-keys: flat out {json.dumps(flat)}", flush=True)
         print(f"bench-keys: pgbench at 1,000/s {json.dumps(pg_fixed)}", flush=True)
@@ -239,6 +243,7 @@ async def main() -> None:
         figure("keys.pg_limit_per_s", limit, "tx/s")
         figure("keys.pg_p99_ms_at_1000", pg_fixed["p99_ms"], "ms")
         figure("keys.harness_p99_ms_at_1000", floor["p99_ms"], "ms")
+        report_disk_stalls(disk, "keys.disk_wait_over_5ms_pct")
         if fixed["errors"] or flat["errors"] or floor["errors"]:
             raise SystemExit(
                 f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out, "
