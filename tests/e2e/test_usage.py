@@ -30,10 +30,16 @@ async def a_reported_metered_customer(stack: dict[str, Any]) -> str:
 
 
 async def reported(stack: dict[str, Any], customer: str, total: int) -> bool | None:
-    async with httpx.AsyncClient() as http:
-        r = await http.get(f"{stack['stripe']}/_emulator/meter_events")
-    mine = [e for e in r.json()["events"] if e["payload"]["stripe_customer_id"] == customer]
+    mine = await meter_events(stack, customer)
     return True if sum(int(e["payload"]["value"]) for e in mine) == total else None
+
+
+async def meter_events(stack: dict[str, Any], customer: str, kind: str = "events") -> list[dict[str, Any]]:
+    """The customer's meter events as the emulator keeps them (`events`, one per identifier,
+    as Stripe bills) or every request it received (`requests`, duplicates included)."""
+    async with httpx.AsyncClient() as http:
+        r = (await http.get(f"{stack['stripe']}/_emulator/meter_events")).json()
+    return [e for e in r[kind] if e["payload"]["stripe_customer_id"] == customer]
 
 
 def settings(stack: dict[str, Any]) -> Settings:
@@ -116,7 +122,7 @@ class TestBackfill:
         self, stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
     ) -> None:
         customer = await a_reported_metered_customer(stack)
-        before = len(await meter_requests(stack, customer))
+        before = len(await meter_events(stack, customer, "requests"))
         start, end = this_hour()
         # Scoped to one customer, as finance would re-report a disputed account: the whole
         # period holds every customer the suite made, more than the pacing sends in the timeout.
@@ -128,15 +134,8 @@ class TestBackfill:
         assert queued >= 1
 
         async def resent() -> bool | None:
-            return True if len(await meter_requests(stack, customer)) >= before + queued else None
+            return True if len(await meter_events(stack, customer, "requests")) >= before + queued else None
 
         await eventually("the re-report", resent, timeout=30)
         await asyncio.sleep(0.5)
         assert await reported(stack, customer, 12)  # still 12: same identifiers, deduplicated
-
-
-async def meter_requests(stack: dict[str, Any], customer: str) -> list[dict[str, Any]]:
-    """Every meter event request the emulator received for the customer, duplicates included."""
-    async with httpx.AsyncClient() as http:
-        r = (await http.get(f"{stack['stripe']}/_emulator/meter_events")).json()
-    return [e for e in r["requests"] if e["payload"]["stripe_customer_id"] == customer]
