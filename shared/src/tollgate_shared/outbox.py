@@ -8,6 +8,7 @@ message, even when several upstream messages describe it.
 """
 
 import asyncio
+import collections
 import functools
 import time
 from contextlib import suppress
@@ -17,6 +18,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+from prometheus_client import Counter, Gauge
 
 from .contracts import Event, Topic
 from .faults import pause_point
@@ -24,6 +26,13 @@ from .logging import get_logger
 
 log = get_logger(__name__)
 DEFAULT_RETENTION = timedelta(days=7)
+
+PUBLISHED = Counter("tollgate_outbox_published_total", "Outbox events Kafka acknowledged, by topic.", ["topic"])
+OLDEST_WAITING = Gauge(
+    "tollgate_outbox_oldest_waiting_seconds",
+    "How long the oldest unpublished event had waited when this process's relay last looked: 0 when none "
+    "waited, or when another replica held the relay lock. Steadily rising: events are not reaching Kafka.",
+)
 
 
 async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) -> None:
@@ -109,12 +118,16 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"):
+                OLDEST_WAITING.set(0)
                 return 0
             rows = await conn.fetch(
-                "SELECT id, topic, key, event_id, payload::text AS payload, payload->>'event_type' AS event_type "
+                "SELECT id, topic, key, event_id, payload::text AS payload, payload->>'event_type' AS event_type, "
+                "  extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited_s "
                 "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
                 self._batch_size,
             )
+            # Measured by the database's clock on both ends: replicas' clocks may differ.
+            OLDEST_WAITING.set(rows[0]["waited_s"] if rows else 0)
             if not rows:
                 return 0
             await self._publish(rows)
@@ -125,6 +138,8 @@ class OutboxRelay:
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
         self.published += len(rows)
+        for topic, count in collections.Counter(r["topic"] for r in rows).items():
+            PUBLISHED.labels(topic).inc(count)
         return len(rows)
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import REGISTRY
 
 from tollgate_shared import outbox
 from tollgate_shared.bus import ensure_topics
@@ -54,6 +55,23 @@ class TestOutbox:
         assert await outbox.OutboxRelay(pool, producer).relay_once() == 5
         got: list[dict[str, Any]] = await read_topic(kafka_bootstrap, topic.name)
         assert [m["reason"] for m in got] == ["r0", "r1", "r2", "r3", "r4"]
+
+    async def test_metrics_count_what_kafka_acknowledged_and_show_how_long_events_waited(
+        self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic
+    ) -> None:
+        pool = await private_schema("shared")
+        relay = outbox.OutboxRelay(pool, producer)
+        for n in range(3):
+            await add(pool, topic, revoked("cus_m", n))
+        async with pool.acquire() as conn:
+            # As if written a minute ago and not yet relayed (Kafka was down, say).
+            await conn.execute("UPDATE outbox SET created_at = now() - interval '60 seconds'")
+        assert await relay.relay_once() == 3
+        assert REGISTRY.get_sample_value("tollgate_outbox_published_total", {"topic": topic.name}) == 3
+        waited = REGISTRY.get_sample_value("tollgate_outbox_oldest_waiting_seconds")
+        assert waited is not None and 60 <= waited < 120
+        assert await relay.relay_once() == 0
+        assert REGISTRY.get_sample_value("tollgate_outbox_oldest_waiting_seconds") == 0
 
     async def test_the_same_event_added_after_publishing_is_not_published_again(
         self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
