@@ -1,12 +1,20 @@
-"""What a platform team relies on: health, readiness, and logs without secrets."""
+"""What a platform team relies on: health, readiness, metrics, and logs without secrets."""
 
+import asyncio
+import json
 import re
+import time
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tollgate_devstack.config import SERVICES
+from tollgate_devstack.demo import Demo
+from tollgate_keys.keyformat import generate
+
+from .helpers import new_session
 
 KEY = re.compile(r"tg_(?:test|live)_[0-9A-Za-z]{28}")
 
@@ -22,6 +30,77 @@ async def test_every_service_is_healthy_and_ready(stack: dict[str, Any], service
     assert ready.json()["checks"] == {"postgres": True, "kafka": True}
     assert metrics.status_code == 200
     assert "python_info" in metrics.text
+    assert "tollgate_outbox_oldest_waiting_seconds" in metrics.text
+
+
+async def scrape(http: httpx.AsyncClient, url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on a /metrics page, by name and labels."""
+    text = (await http.get(f"{url}/metrics")).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_keys_metrics_count_every_validation_by_outcome_and_time_its_batch(stack: dict[str, Any]) -> None:
+    session = await new_session(stack)
+    async with Demo(stack) as demo:
+        await demo.pay(session["id"])
+        key, _ = await demo.key_from_email(session["email"])
+
+    def validations(outcome: str, consume: str = "true") -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("tollgate_keys_validations_total", (("consume", consume), ("outcome", outcome)))
+
+    def rejected(status: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("tollgate_keys_validate_rejected_total", (("status", status),))
+
+    published = ("tollgate_outbox_published_total", (("topic", "usage.recorded"),))
+    batches, answers = ("tollgate_keys_batch_seconds_count", ()), ("tollgate_keys_validate_seconds_count", ())
+    watched = [
+        validations("ok"),
+        validations("ok", "false"),
+        validations("not_found"),
+        validations("malformed"),
+        rejected("413"),
+        rejected("422"),
+        batches,
+        answers,
+        published,
+    ]
+    async with httpx.AsyncClient(base_url=stack["keys"], timeout=15) as http:
+        before = await scrape(http, stack["keys"])
+        for body in [
+            {"apiKey": key, "units": 1, "consume": True},
+            {"apiKey": key, "units": 1, "consume": True},
+            {"apiKey": key, "units": 1, "consume": False},
+            {"apiKey": generate("test"), "units": 1, "consume": True},
+            {"apiKey": "tg_test_not-a-key", "units": 1, "consume": True},
+            {"apiKey": key, "units": -1},
+            {"apiKey": key, "units": 1, "padding": "x" * 20_000},
+        ]:
+            await http.post("/v1/keys/validate", content=json.dumps(body).encode())
+        # The relay publishes the two usage events within its next pass or two.
+        deadline = time.monotonic() + 15
+        while True:
+            after = await scrape(http, stack["keys"])
+            if after.get(published, 0) - before.get(published, 0) >= 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    moved = {name: after.get(name, 0) - before.get(name, 0) for name in watched}
+    assert moved == {
+        validations("ok"): 2,
+        validations("ok", "false"): 1,
+        validations("not_found"): 1,
+        validations("malformed"): 1,
+        rejected("413"): 1,
+        rejected("422"): 1,
+        # Each consuming validation of a well-formed key rides a batch (one at a time here,
+        # so a batch each); a check and a typo do not.
+        batches: 3,
+        answers: 5,
+        published: 2,
+    }
 
 
 def test_no_key_or_secret_appears_in_any_service_log(stack: dict[str, Any]) -> None:

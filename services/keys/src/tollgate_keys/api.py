@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tollgate_shared.http import ApiError, bearer_token_guard
 from tollgate_shared.runtime import Runtime
 
-from . import keyformat, repo
+from . import keyformat, metrics, repo
 from .batcher import Batcher
 from .handlers import KeySecrets, RotationRefused, Validate, Verdict, revoke_key, rotate_key, validate_key
 
@@ -54,7 +54,9 @@ def verdict_body(v: Verdict) -> dict[str, Any]:
 
 async def answer(body: ValidateRequest, runtime: Runtime, secrets: KeySecrets, batcher: Batcher) -> dict[str, Any]:
     cmd = Validate(body.api_key, body.units, body.consume, body.route, body.method, body.status)
-    return verdict_body(await validate_key(cmd, runtime.pool, secrets, batcher))
+    verdict = await validate_key(cmd, runtime.pool, secrets, batcher)
+    metrics.answered(verdict.reason or "ok", cmd.consume)
+    return verdict_body(verdict)
 
 
 class RotateRequest(BaseModel):

@@ -19,6 +19,7 @@ was 3.4-3.9 ms in six runs with a backlog of 2, and 3.2-7.4 ms with a backlog of
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import asyncpg
 
 from tollgate_shared.logging import get_logger
 
+from . import metrics
 from .repo import Consumed, decided
 
 log = get_logger(__name__)
@@ -115,9 +117,12 @@ ATTEMPTS = 5
 
 
 async def _commit(conn: asyncpg.Connection, requests: list[Request]) -> list[Consumed]:
+    metrics.BATCH_SIZE.observe(len(requests))
     for attempt in range(1, ATTEMPTS + 1):
         try:
+            started = time.perf_counter()
             rows = await _consume_and_record(conn, requests)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             break
         except asyncpg.exceptions.SerializationError:
             if attempt == ATTEMPTS:

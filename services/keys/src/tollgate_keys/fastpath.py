@@ -7,6 +7,7 @@ same error bodies (shared with the FastAPI handlers), a body-size cap. Everythin
 including this route's documentation, stays with FastAPI.
 """
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tollgate_shared.http import error_body, validation_error
 from tollgate_shared.logging import get_logger
 
+from . import metrics
 from .api import ValidateRequest
 
 log = get_logger(__name__)
@@ -35,11 +37,14 @@ class ValidateFastPath:
             return
         body = await _read_body(receive)
         if body is None:
+            metrics.REJECTED.labels("413").inc()
             await _send_json(send, 413, error_body("payload_too_large", f"request body over {MAX_BODY} bytes"))
             return
+        started = time.perf_counter()
         try:
             request = ValidateRequest.model_validate_json(body)
         except ValidationError as exc:
+            metrics.REJECTED.labels("422").inc()
             await _send_json(send, *validation_error(exc.errors()))  # type: ignore[arg-type]
             return
         try:
@@ -48,6 +53,7 @@ class ValidateFastPath:
             log.exception("validate failed")
             await _send_json(send, 500, error_body("internal_error", "unexpected error; it has been logged"))
             return
+        metrics.VALIDATE_SECONDS.observe(time.perf_counter() - started)
         await _send_json(send, 200, answer)
 
 
