@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
+from . import consumer_metrics
 from .contracts import ALL_TOPICS, Topic
 from .logging import get_logger
 
@@ -77,32 +78,38 @@ def subscribe(
         with structlog.contextvars.bound_contextvars(
             event_id=headers.get("event_id"), event_type=headers.get("event_type"), topic=topic.name
         ):
-            await _deliver(broker, topic, msg, parse, handle, retries, backoff_s)
+            await _deliver(broker, topic, group_id, msg, parse, handle, retries, backoff_s)
 
 
 async def _deliver(
     broker: KafkaBroker,
     topic: Topic,
+    group_id: str,
     msg: Any,
     parse: Callable[[bytes], E],
     handle: Callable[[E], Awaitable[Any]],
     retries: int,
     backoff_s: float,
 ) -> None:
+    labels = (topic.name, group_id)
     try:
         event = parse(msg.body)
     except (ValidationError, ValueError) as exc:
         await _dead_letter(broker, topic, msg, f"unparseable: {exc}")
+        consumer_metrics.DEAD_LETTERED.labels(*labels).inc()
         return
     for attempt in range(1, retries + 1):
         try:
             await handle(event)
+            consumer_metrics.CONSUMED.labels(*labels).inc()
             return
         except Exception as exc:
             if attempt == retries:
                 log.exception("handler failed; sending to DLQ", attempts=attempt)
                 await _dead_letter(broker, topic, msg, repr(exc))
+                consumer_metrics.DEAD_LETTERED.labels(*labels).inc()
                 return
+            consumer_metrics.RETRIED.labels(*labels).inc()
             log.warning("handler failed; retrying", attempt=attempt, error=repr(exc))
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
 

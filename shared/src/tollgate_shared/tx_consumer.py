@@ -28,6 +28,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
+from . import consumer_metrics
 from .contracts import Topic
 from .faults import armed, pause_point
 from .logging import get_logger
@@ -131,7 +132,11 @@ class TransactionalConsumer(Generic[E]):
         # Never skipped: a batch that cannot commit holds its partition up, so nothing
         # after it applies out of order.
         await _until_done(
-            partial(self._apply_batch, tp, batch), "batch failed; retrying", topic=tp.topic, partition=tp.partition
+            partial(self._apply_batch, tp, batch),
+            "batch failed; retrying",
+            retried=consumer_metrics.RETRIED.labels(tp.topic, self._group).inc,
+            topic=tp.topic,
+            partition=tp.partition,
         )
         assert self._consumer is not None
         with suppress(Exception):  # only for lag monitoring; the database holds the truth
@@ -162,6 +167,7 @@ class TransactionalConsumer(Generic[E]):
                 batch.next_offset,
             )
         self.applied += len(fresh)
+        consumer_metrics.CONSUMED.labels(tp.topic, self._group).inc(len(fresh))
         await pause_point("tx_consumer.after_commit", batch.keys)
 
     async def _parse_or_dead_letter(self, records: list[ConsumerRecord]) -> "_Batch[E]":
@@ -195,6 +201,7 @@ class TransactionalConsumer(Generic[E]):
                 ("dlq_source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
             ],
         )
+        consumer_metrics.DEAD_LETTERED.labels(record.topic, self._group).inc()
         log.error("record dead-lettered", offset=record.offset, partition=record.partition)
 
 
@@ -208,13 +215,19 @@ class _Batch(Generic[E]):
     keys: str  # the records' keys, for crash tests' pause points; empty unless armed
 
 
-async def _until_done(action: Callable[[], Awaitable[None]], failure: str, **context: object) -> None:
+async def _until_done(
+    action: Callable[[], Awaitable[None]],
+    failure: str,
+    retried: Callable[[], None] = lambda: None,
+    **context: object,
+) -> None:
     """Run `action` until it succeeds, backing off up to 10 s between attempts."""
     delay = 0.2
     while True:
         try:
             return await action()
         except Exception:
+            retried()
             log.exception(failure, **context)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 
 from tollgate_shared.bus import ensure_topics
 from tollgate_shared.contracts import Topic
@@ -91,3 +92,9 @@ async def test_each_partition_applies_in_order_exactly_once_with_batches_in_flig
         assert await conn.fetchval("SELECT count(*) FROM applied") == 360
     dead = await read_topic(kafka_bootstrap, topic.dlq)
     assert dead == [[1, 2]]
+    labels = {"topic": topic.name, "group": f"g-{topic.name}"}
+    counted = {
+        name: REGISTRY.get_sample_value(f"tollgate_{name}_total", labels)
+        for name in ("consumed", "consumer_retries", "dead_lettered")
+    }
+    assert counted == {"consumed": 360, "consumer_retries": 1, "dead_lettered": 1}
