@@ -14,7 +14,7 @@ from tollgate_devstack.config import SERVICES
 from tollgate_devstack.demo import Demo
 from tollgate_keys.keyformat import generate
 
-from .helpers import new_session
+from .helpers import completed_event, new_session, post_webhook, signed
 
 KEY = re.compile(r"tg_(?:test|live)_[0-9A-Za-z]{28}")
 
@@ -111,3 +111,24 @@ def test_no_key_or_secret_appears_in_any_service_log(stack: dict[str, Any]) -> N
         assert not KEY.search(text), f"{service} logged an API key"
         assert stack["webhook_secret"] not in text
         assert stack["admin_token"] not in text
+
+
+async def test_checkout_metrics_count_webhooks_by_type_and_outcome(stack: dict[str, Any]) -> None:
+    def webhooks(event_type: str, outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("tollgate_checkout_webhooks_total", (("outcome", outcome), ("type", event_type)))
+
+    watched = [
+        webhooks("checkout.session.completed", "published"),
+        webhooks("checkout.session.completed", "duplicate"),
+        webhooks("unverified", "invalid_signature"),
+        webhooks("unverified", "missing_signature"),
+    ]
+    body, signature = signed(stack, completed_event(await new_session(stack)))
+    async with httpx.AsyncClient(timeout=15) as http:
+        before = await scrape(http, stack["checkout"])
+        assert (await post_webhook(stack, body, signature)).status_code == 200
+        assert (await post_webhook(stack, body, signature)).status_code == 200  # Stripe retrying
+        assert (await post_webhook(stack, body + b" ", signature)).status_code == 400
+        assert (await post_webhook(stack, body, None)).status_code == 400
+        after = await scrape(http, stack["checkout"])
+    assert {name: after.get(name, 0) - before.get(name, 0) for name in watched} == dict.fromkeys(watched, 1)

@@ -5,6 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tollgate_shared.http import ApiError
+
+from . import metrics
 from .handlers import StartCheckout, WebhookSecret, ingest_webhook, start_checkout, verify_webhook
 from .wiring import Deps
 
@@ -40,8 +43,13 @@ def router(deps: Deps) -> APIRouter:
         secret = WebhookSecret(
             deps.settings.stripe_webhook_secret.get_secret_value(), deps.settings.webhook_tolerance_s
         )
-        event = verify_webhook(await request.body(), stripe_signature, secret)
+        try:
+            event = verify_webhook(await request.body(), stripe_signature, secret)
+        except ApiError as refused:
+            metrics.received("unverified", refused.code)
+            raise
         outcome = await ingest_webhook(event, deps.runtime.pool, deps.catalog)
+        metrics.received(event["type"], outcome)
         return {"received": True, "outcome": outcome}
 
     return r
