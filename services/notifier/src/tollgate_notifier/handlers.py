@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from tollgate_shared.contracts import BalanceAlert, InvoicePaymentFailed, KeyIssued, KeyToppedUp
 from tollgate_shared.logging import get_logger
 
+from . import metrics
 from .mailer import Mailer
 from .templates import Email, load, render
 
@@ -114,6 +115,7 @@ async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, 
             status = await conn.fetchval("SELECT status FROM emails WHERE event_id = $1 FOR UPDATE", event_id)
             if status == "sent":
                 log.info("email already sent", template=template)
+                metrics.EMAILS.labels(template, "already_sent").inc()
                 return False
             if status is None:
                 await conn.execute(
@@ -127,4 +129,5 @@ async def send_once(deps: NotifierDeps, event_id: UUID, template: str, to: str, 
         await deps.mailer.send(to, email, message_id)
         await conn.execute("UPDATE emails SET status = 'sent', sent_at = now() WHERE event_id = $1", event_id)
     log.info("email sent", template=template)
+    metrics.EMAILS.labels(template, "sent").inc()
     return True

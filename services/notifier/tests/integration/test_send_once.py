@@ -1,6 +1,7 @@
 """Key emails through a real SMTP server (the stack's capture), sent once per event."""
 
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import uuid4
@@ -9,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
 
 from tollgate_notifier.handlers import NotifierDeps, email_new_key
 from tollgate_notifier.mailer import Mailer
@@ -52,12 +54,23 @@ async def inbox(stack: dict[str, Any], email: str) -> list[dict[str, Any]]:
     return r.json()["messages"]  # type: ignore[no-any-return]
 
 
+def emails_counted() -> Counter[str]:
+    """The notifier's key_issued emails on /metrics, by result."""
+    counted = {
+        r: REGISTRY.get_sample_value("tollgate_notifier_emails_total", {"template": "key_issued", "result": r})
+        for r in ("sent", "already_sent")
+    }
+    return Counter({result: value or 0 for result, value in counted.items()})
+
+
 class TestEmailNewKey:
     async def test_a_redelivered_event_sends_one_email(self, deps: NotifierDeps, stack: dict[str, Any]) -> None:
         email = f"n+{secrets.token_hex(4)}@example.com"
         event = issued(email, "tg_test_PLAINTEXTKEY")
+        before = emails_counted()
         assert await email_new_key(event, deps) is True
         assert await email_new_key(event, deps) is False
+        assert emails_counted() - before == Counter({"sent": 1, "already_sent": 1})
         messages = await inbox(stack, email)
         assert len(messages) == 1
         assert "tg_test_PLAINTEXTKEY" in messages[0]["body"]

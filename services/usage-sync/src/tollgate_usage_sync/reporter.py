@@ -12,7 +12,7 @@ from tollgate_shared.contracts.topics import USAGE_REPORTED
 from tollgate_shared.faults import pause_point
 from tollgate_shared.logging import get_logger
 
-from . import repo
+from . import metrics, repo
 from .aggregate import Windows
 from .domain import Meter
 from .ratelimit import TokenBucket
@@ -87,6 +87,7 @@ class Reporter:
                     identifier=row["identifier"],
                 ),
             )
+        metrics.REPORTS.labels(meter.name, "confirmed").inc()
         log.info("usage reported", identifier=row["identifier"], value=row["value"])
         return 1
 
@@ -96,7 +97,9 @@ class Reporter:
             # Exponential backoff with full jitter, capped at ten minutes.
             delay = random.uniform(0, min(600.0, 2.0 ** (row["attempts"] + 1)))
             await repo.mark(conn, row, "sent", error=str(exc)[:500], retry_in_s=delay)
+            metrics.REPORTS.labels(row["meter"], "retrying").inc()
             log.warning("usage report will be retried", identifier=row["identifier"], status=status, delay_s=delay)
         else:
             await repo.mark(conn, row, "failed", error=f"HTTP {status}: {exc.user_message or exc}"[:500])
+            metrics.REPORTS.labels(row["meter"], "failed").inc()
             log.error("usage report refused by Stripe", identifier=row["identifier"], status=status)

@@ -1,6 +1,7 @@
 """Aggregation and reporting against real PostgreSQL and the Stripe emulator (via stripe-mock)."""
 
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -10,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 import stripe
+from prometheus_client import REGISTRY
 
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded, parse_usage
@@ -157,6 +159,15 @@ class TestAggregate:
         assert window["window_start"] == datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def reports_counted() -> Counter[str]:
+    """usage-sync's api_calls reports on /metrics, by result."""
+    counted = {
+        r: REGISTRY.get_sample_value("tollgate_usage_sync_reports_total", {"meter": "api_calls", "result": r})
+        for r in ("confirmed", "retrying", "failed")
+    }
+    return Counter({result: value or 0 for result, value in counted.items()})
+
+
 class TestReport:
     async def test_one_meter_event_per_customer_window_with_the_sum(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
@@ -194,13 +205,16 @@ class TestReport:
         a = an_account()
         await aggregate(pool, [usage(a, 3, LAST_HOUR)])
         await inject(stack, a, [503])
+        before = reports_counted()
         assert await reporter.tick() == 0
+        assert reports_counted() - before == Counter({"retrying": 1})
         async with pool.acquire() as conn:
             row = await conn.fetchrow("SELECT state, attempts, error FROM usage_windows WHERE account_id = $1", a)
             assert (row["state"], row["attempts"]) == ("sent", 1) and "injected" in row["error"]
             await conn.execute("UPDATE usage_windows SET next_attempt_at = now()")
         assert await reporter.tick() == 1
         assert [e["payload"]["value"] for e in await sent_to_stripe(stack, a)] == ["3"]
+        assert reports_counted() - before == Counter({"retrying": 1, "confirmed": 1})
 
     async def test_a_stripe_4xx_fails_the_report_with_its_reason(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
@@ -208,9 +222,11 @@ class TestReport:
         a = an_account()
         await aggregate(pool, [usage(a, 3, LAST_HOUR)])
         await inject(stack, a, [400])
+        before = reports_counted()
         await reporter.tick()
         (window,) = await windows_of(pool, a)
         assert window["state"] == "failed" and "HTTP 400" in window["error"]
+        assert reports_counted() - before == Counter({"failed": 1})
 
 
 class TestBackfill:
