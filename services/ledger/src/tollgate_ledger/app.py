@@ -11,7 +11,7 @@ from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, service_app
 from tollgate_shared.tx_consumer import TransactionalConsumer
 
-from . import api, intake
+from . import api, intake, metrics
 from .book import Book
 from .config import Settings
 from .grants import expire_grants
@@ -27,13 +27,16 @@ def build_app(settings: Settings) -> FastAPI:
     tasks: list[asyncio.Task[None]] = []
 
     async def sweep_forever() -> None:
-        """Holds and credit grants end at their deadline even if nobody touches them."""
+        """Holds and credit grants end at their deadline even if nobody touches them; and
+        /metrics learns how far the journal has got."""
         while True:
             try:
-                async with runtime.pool.acquire() as conn, conn.transaction():
-                    book = await Book.open(conn, low_balance_threshold=settings.low_balance_threshold)
-                    await expire_holds(book)
-                    await expire_grants(book)
+                async with runtime.pool.acquire() as conn:
+                    async with conn.transaction():
+                        book = await Book.open(conn, low_balance_threshold=settings.low_balance_threshold)
+                        await expire_holds(book)
+                        await expire_grants(book)
+                    await metrics.refresh(conn)
             except Exception:
                 log.exception("expiry sweep failed")
             await asyncio.sleep(settings.sweep_interval_s)

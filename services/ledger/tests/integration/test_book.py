@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pyarrow.parquet as pq
 import pytest
+from prometheus_client import REGISTRY
 
-from tollgate_ledger import finance, queries
+from tollgate_ledger import finance, metrics, queries
 from tollgate_ledger.book import Book, Rejected
 from tollgate_ledger.cli import print_trial_balance
 from tollgate_ledger.corrections import adjust_credits, close_account, reverse
@@ -52,6 +53,17 @@ class TestPurchases:
         assert await in_book(pool, lambda b: credit_purchase(b, fact)) is False
         assert await credits_of(pool, account) == 10_000
         assert await scalar(pool, "SELECT count(*) FROM journal_transactions") == 1
+
+    async def test_metrics_read_the_journal_as_committed_not_what_rolled_back(self, pool: asyncpg.Pool) -> None:
+        account = customer()
+        await in_book(pool, lambda b: credit_purchase(b, purchase(account)))
+        with pytest.raises(RuntimeError):
+            async with pool.acquire() as conn, conn.transaction():
+                await credit_purchase(await Book.open(conn), purchase(account))
+                raise RuntimeError("the rest of the change failed")
+        async with pool.acquire() as conn:
+            await metrics.refresh(conn)
+        assert REGISTRY.get_sample_value("tollgate_ledger_journal_seq") == 1
 
     async def test_publish_the_new_balance_with_a_rising_version(self, pool: asyncpg.Pool) -> None:
         account = customer()
