@@ -46,10 +46,10 @@ def router(deps: Deps) -> APIRouter:
         try:
             event = verify_webhook(await request.body(), stripe_signature, secret)
         except ApiError as refused:
-            metrics.received("unverified", refused.code)
+            metrics.WEBHOOKS.labels("unverified", refused.code).inc()
             raise
         outcome = await ingest_webhook(event, deps.runtime.pool, deps.catalog)
-        metrics.received(event["type"], outcome)
+        metrics.WEBHOOKS.labels(event["type"], outcome).inc()
         return {"received": True, "outcome": outcome}
 
     return r

@@ -14,7 +14,3 @@ WEBHOOKS = Counter(
     "or type 'unverified' and the refusal's error code.",
     ["type", "outcome"],
 )
-
-
-def received(event_type: str, outcome: str) -> None:
-    WEBHOOKS.labels(event_type, outcome).inc()
