@@ -95,8 +95,7 @@ async def _deliver(
     try:
         event = parse(msg.body)
     except (ValidationError, ValueError) as exc:
-        await _dead_letter(broker, topic, msg, f"unparseable: {exc}")
-        consumer_metrics.DEAD_LETTERED.labels(*labels).inc()
+        await _dead_letter(broker, topic, group_id, msg, f"unparseable: {exc}")
         return
     for attempt in range(1, retries + 1):
         try:
@@ -106,15 +105,14 @@ async def _deliver(
         except Exception as exc:
             if attempt == retries:
                 log.exception("handler failed; sending to DLQ", attempts=attempt)
-                await _dead_letter(broker, topic, msg, repr(exc))
-                consumer_metrics.DEAD_LETTERED.labels(*labels).inc()
+                await _dead_letter(broker, topic, group_id, msg, repr(exc))
                 return
             consumer_metrics.RETRIED.labels(*labels).inc()
             log.warning("handler failed; retrying", attempt=attempt, error=repr(exc))
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
 
 
-async def _dead_letter(broker: KafkaBroker, topic: Topic, msg: Any, error: str) -> None:
+async def _dead_letter(broker: KafkaBroker, topic: Topic, group_id: str, msg: Any, error: str) -> None:
     raw = msg.raw_message
     await broker.publish(
         msg.body,
@@ -126,4 +124,5 @@ async def _dead_letter(broker: KafkaBroker, topic: Topic, msg: Any, error: str) 
             "dlq_source": f"{raw.topic}/{raw.partition}/{raw.offset}",
         },
     )
+    consumer_metrics.DEAD_LETTERED.labels(topic.name, group_id).inc()
     log.error("message dead-lettered", dlq=topic.dlq, error=error[:500])
