@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger cpu-stalls disk-stalls
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop cpu-stalls disk-stalls
 
 bootstrap: .venv/.synced
 
@@ -53,6 +53,9 @@ bench-ledger: bootstrap  ## usage burned from Kafka, transfers, and COPY of the 
 
 bench-keys: bootstrap   ## consuming validations through one keys process, and pgbench of the same statement
 	$(PY) -m tollgate_devstack.bench.keys
+
+bench-stop:      ## stop the benchmarks' own PostgreSQL and Kafka (.stack-bench), which runs leave up for the next
+	$(PY) -m tollgate_devstack.bench stop
 
 disk-stalls: bootstrap  ## how much of the time the disk alone keeps a commit waiting over 5 ms (60 s)
 	$(PY) -m tollgate_devstack.bench.disk_stalls

@@ -1,6 +1,7 @@
 """What every benchmark needs: the local infrastructure, a fresh schema, a fresh topic."""
 
 import asyncio
+import os
 import platform
 import secrets
 import time
@@ -14,6 +15,7 @@ from tollgate_shared.bus import ensure_topics
 from tollgate_shared.contracts import Topic, UsageIntake, parse_usage
 from tollgate_shared.tx_consumer import TransactionalConsumer
 
+from ..config import REPO_ROOT, StackConfig
 from ..stack import Stack
 
 
@@ -22,14 +24,24 @@ def figure(name: str, value: float, unit: str) -> None:
 
 
 def machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def bench_config() -> StackConfig:
+    """The benchmarks' own stack: `.stack-bench/`, ports offset by 200 (the tests have
+    theirs at 300). bench-keys publishes every validation's usage event, so on the stack
+    `make run` shows, the next demo's usage-sync waited behind a bench's backlog of
+    metered windows (and a running stack's services would consume a bench's events
+    while it ran, on the same two cores)."""
+    env = {"TOLLGATE_PORT_OFFSET": "200", **os.environ}
+    env.setdefault("TOLLGATE_STACK_DIR", str(REPO_ROOT / ".stack-bench"))
+    return StackConfig.from_env(env)
+
+
 def infrastructure() -> Stack:
-    """PostgreSQL and Kafka of the local stack (started if needed, left running)."""
-    stack = Stack()
+    """PostgreSQL and Kafka of the benchmarks' stack (started if needed, left running
+    for the next run; `make bench-stop` stops them)."""
+    stack = Stack(bench_config())
     from .. import infra
 
     infra.start_postgres(stack.cfg, stack.procs)

@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import StackConfig
-from .common import figure
+from .common import bench_config, figure
 
 GOAL_S = 0.005
 BLOCK = 8192
@@ -81,7 +80,7 @@ def report(stalls: DiskStalls, name: str) -> None:
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
-    state_dir = StackConfig.from_env().state_dir
+    state_dir = bench_config().state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     report(probe(state_dir / "disk-stalls.probe", seconds), "disk.wait_over_5ms_pct")
 
