@@ -1,7 +1,9 @@
 """The emulator's HTTP surface: Stripe's /v1 API, plus /_emulator for tests and a checkout page."""
 
+import asyncio
 import html
 import os
+import time
 from typing import Any
 
 import httpx
@@ -53,6 +55,40 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return refused
         if (fault := state.take_fault(path, body.decode())) is not None:
             return stripe_error(fault, "injected fault", "api_error")
+        if request.method == "POST" and path == "/v1/billing/meter_events":
+            return await one_meter_call_at_a_time(request, path, body)
+        return await answer(request, path, body)
+
+    async def one_meter_call_at_a_time(request: Request, path: str, body: bytes) -> Response:
+        """Stripe's rule for meter events: one concurrent call per customer per meter; a
+        second is refused with 429, as Stripe's rate limiter does."""
+        params = formdata.decode(body.decode())
+        pair = (str(params.get("payload", {}).get("stripe_customer_id")), str(params.get("event_name")))
+        call = {"customer": pair[0], "event_name": pair[1], "received_at": time.time()}
+        state.meter_calls.append(call)
+        if pair in state.meter_calls_in_flight:
+            call.update(status=429, answered_at=time.time())
+            return JSONResponse(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "rate_limit",
+                        "message": "Too many concurrent requests for this customer and meter.",
+                    }
+                },
+                status_code=429,
+            )
+        state.meter_calls_in_flight.add(pair)
+        try:
+            response = await answer(request, path, body)
+        finally:
+            state.meter_calls_in_flight.discard(pair)
+        call.update(status=response.status_code, answered_at=time.time())
+        return response
+
+    async def answer(request: Request, path: str, body: bytes) -> Response:
+        if delay := state.delay_for(path, body.decode()):
+            await asyncio.sleep(delay)
         idem = request.headers.get("idempotency-key")
         if idem and (path, idem) in state.idempotent:
             status, cached = state.idempotent[(path, idem)]
@@ -171,7 +207,13 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         return await checkout_page(request)
 
     async def meter_events(_request: Request) -> Response:
-        return JSONResponse({"events": list(state.meter_events.values()), "requests": state.meter_event_requests})
+        return JSONResponse(
+            {
+                "events": list(state.meter_events.values()),
+                "requests": state.meter_event_requests,
+                "calls": state.meter_calls,
+            }
+        )
 
     async def debug(request: Request) -> Response:
         what = request.path_params["what"]
@@ -184,7 +226,11 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
 
     async def faults(request: Request) -> Response:
         body = await request.json()
-        state.faults[(body["path"], body.get("match", ""))] = list(body["statuses"])
+        where = (body["path"], body.get("match", ""))
+        if "statuses" in body:
+            state.faults[where] = list(body["statuses"])
+        if "delay_ms" in body:
+            state.delays[where] = float(body["delay_ms"]) / 1000
         return JSONResponse({"ok": True})
 
     async def health(_request: Request) -> Response:

@@ -24,6 +24,12 @@ class State:
     # Tests inject failures: (path, text the request body must contain) -> HTTP statuses
     # to answer, in order, before succeeding. The match keeps one test's fault its own.
     faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # And latency: (path, match) -> seconds every matching request takes to answer.
+    delays: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Stripe takes one meter event call at a time per customer and meter: the pairs
+    # being answered now, and every call's span, so tests can see what overlapped.
+    meter_calls_in_flight: set[tuple[str, str]] = field(default_factory=set)
+    meter_calls: list[dict[str, Any]] = field(default_factory=list)
     # Money movements, for reconciliation: what a real account's lists would return.
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -35,6 +41,9 @@ class State:
             if fault_path == path and match in body and statuses:
                 return statuses.pop(0)
         return None
+
+    def delay_for(self, path: str, body: str) -> float:
+        return max((d for (p, match), d in self.delays.items() if p == path and match in body), default=0.0)
 
     def create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
         customer = {

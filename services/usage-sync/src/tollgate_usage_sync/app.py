@@ -53,6 +53,7 @@ def build_app(settings: Settings) -> FastAPI:
             windows,
             TokenBucket(settings.stripe_rate_per_s, settings.stripe_burst),
             lease_s=settings.report_lease_s,
+            concurrency=settings.report_concurrency,
         )
         while True:
             try:

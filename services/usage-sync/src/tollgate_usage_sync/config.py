@@ -21,9 +21,14 @@ class Settings(ServiceSettings):
     window_seconds: int = Field(default=3600, ge=1)
     grace_seconds: int = Field(default=300, ge=0)
     tick_seconds: float = Field(default=5.0, gt=0)
-    # Stripe allows 100 write requests/s in live mode (25 in test mode); stay well under.
+    # Meter events: Stripe allows 1,000 calls/s in live mode, and in test mode counts
+    # them against the basic limit of 25/s; the default stays under both.
     stripe_rate_per_s: float = Field(default=20.0, gt=0)
     stripe_burst: int = Field(default=20, ge=1)
+    # Calls in flight at once, each for a different customer and meter. Reports go at
+    # about min(stripe_rate_per_s, report_concurrency / Stripe's latency); each lane
+    # holds a database connection (db_pool_max) while it sends.
+    report_concurrency: int = Field(default=4, ge=1)
     batch_max_records: int = Field(default=BATCH_RECORDS, ge=1)
     # How long a window stays leased to the replica sending it; after a crash it is re-sent then.
     report_lease_s: float = Field(default=60.0, gt=0)

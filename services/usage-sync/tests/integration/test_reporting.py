@@ -1,5 +1,6 @@
 """Aggregation and reporting against real PostgreSQL and the Stripe emulator (via stripe-mock)."""
 
+import asyncio
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,26 @@ async def inject(stack: dict[str, Any], account: str, statuses: list[int]) -> No
             f"{stack['stripe']}/_emulator/faults",
             json={"path": "/v1/billing/meter_events", "match": account, "statuses": statuses},
         )
+
+
+async def slow_down(stack: dict[str, Any], account: str, delay_ms: int) -> None:
+    """Every meter event call for `account` takes `delay_ms` to answer, as real Stripe's take time."""
+    async with httpx.AsyncClient() as http:
+        await http.post(
+            f"{stack['stripe']}/_emulator/faults",
+            json={"path": "/v1/billing/meter_events", "match": account, "delay_ms": delay_ms},
+        )
+
+
+async def calls_to_stripe(stack: dict[str, Any], accounts: list[str]) -> list[dict[str, Any]]:
+    """Each meter event call for these accounts: customer, status, when it came and was answered."""
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{stack['stripe']}/_emulator/meter_events")
+    return [c for c in r.json()["calls"] if c["customer"] in accounts]
+
+
+def overlap(x: dict[str, Any], y: dict[str, Any]) -> bool:
+    return bool(x["received_at"] < y["answered_at"] and y["received_at"] < x["answered_at"])
 
 
 def an_account() -> str:
@@ -227,6 +248,48 @@ class TestReport:
         (window,) = await windows_of(pool, a)
         assert window["state"] == "failed" and "HTTP 400" in window["error"]
         assert reports_counted() - before == Counter({"failed": 1})
+
+
+class TestConcurrency:
+    async def test_stripe_refuses_a_second_call_for_one_customer_and_meter_in_flight(
+        self, stack: dict[str, Any]
+    ) -> None:
+        a = an_account()
+        await slow_down(stack, a, 300)
+        client = stripe.StripeClient(STRIPE_API_KEY, base_addresses={"api": stack["stripe"]}, max_network_retries=0)
+
+        async def send(identifier: str) -> int:
+            try:
+                await client.v1.billing.meter_events.create_async(
+                    {
+                        "event_name": "tollgate_api_calls",
+                        "identifier": identifier,
+                        "payload": {"stripe_customer_id": a, "value": "1"},
+                    }
+                )
+            except stripe.StripeError as exc:
+                return exc.http_status or 0
+            return 200
+
+        assert sorted(await asyncio.gather(send(f"{a}-1"), send(f"{a}-2"))) == [200, 429]
+
+    async def test_customers_are_reported_side_by_side_and_each_ones_windows_in_turn(
+        self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
+    ) -> None:
+        a, b, c = an_account(), an_account(), an_account()
+        await aggregate(pool, [usage(a, 1, LAST_HOUR - timedelta(hours=1)), usage(a, 2, LAST_HOUR)])
+        await aggregate(pool, [usage(b, 3, LAST_HOUR), usage(c, 4, LAST_HOUR)])
+        for account in (a, b, c):
+            await slow_down(stack, account, 300)
+        before = reports_counted()
+        assert await reporter.tick() == 4
+        assert reports_counted() - before == Counter({"confirmed": 4})  # no 429 to retry
+        calls = await calls_to_stripe(stack, [a, b, c])
+        assert [call["status"] for call in calls] == [200] * 4
+        a_first, a_second = (call for call in calls if call["customer"] == a)
+        assert not overlap(a_first, a_second)
+        others = [call for call in calls if call["customer"] != a]
+        assert all(overlap(a_first, other) for other in others)
 
 
 class TestBackfill:
