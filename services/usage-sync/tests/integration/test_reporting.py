@@ -75,19 +75,19 @@ async def sent_to_stripe(stack: dict[str, Any], account: str) -> list[dict[str, 
 
 
 async def inject(stack: dict[str, Any], account: str, statuses: list[int]) -> None:
-    async with httpx.AsyncClient() as http:
-        await http.post(
-            f"{stack['stripe']}/_emulator/faults",
-            json={"path": "/v1/billing/meter_events", "match": account, "statuses": statuses},
-        )
+    await fault(stack, account, statuses=statuses)
 
 
 async def slow_down(stack: dict[str, Any], account: str, delay_ms: int) -> None:
     """Every meter event call for `account` takes `delay_ms` to answer, as real Stripe's take time."""
+    await fault(stack, account, delay_ms=delay_ms)
+
+
+async def fault(stack: dict[str, Any], account: str, **spec: Any) -> None:
     async with httpx.AsyncClient() as http:
         await http.post(
             f"{stack['stripe']}/_emulator/faults",
-            json={"path": "/v1/billing/meter_events", "match": account, "delay_ms": delay_ms},
+            json={"path": "/v1/billing/meter_events", "match": account, **spec},
         )
 
 
