@@ -1,9 +1,21 @@
 """The CPU-stall probe's bookkeeping: a spinner's missing time goes to the tasks that ran
 on its CPU meanwhile, and only what no task explains goes to the host."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 
-from tollgate_devstack.bench.cpu_stalls import SPINNER, Gap, Run, all_cpus_stalled, attribute, parse_switches
+from tollgate_devstack.bench.cpu_stalls import (
+    SPINNER,
+    Gap,
+    Run,
+    all_cpus_stalled,
+    attribute,
+    idle_cgroup,
+    parse_switches,
+)
 
 
 def switch(at: float, prev: str, to: str) -> str:
@@ -49,3 +61,34 @@ def test_only_the_moments_every_cpu_was_held_count_as_a_whole_machine_stall() ->
     spans = [Gap(0, 1.000, 1.010), Gap(1, 1.004, 1.020), Gap(0, 2.0, 2.001)]
     assert all_cpus_stalled(spans, cpus=2) == [pytest.approx(0.006)]
     assert all_cpus_stalled([Gap(0, 1.0, 1.1)], cpus=2) == []
+
+
+BUSY_FOR_ONE_SECOND = """
+import os, sys, time
+os.sched_setaffinity(0, {0})
+if len(sys.argv) > 1:
+    open(os.path.join(sys.argv[1], "cgroup.procs"), "w").write(str(os.getpid()))
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    os.setsid()  # outside the cgroup, a session of its own would be an autogroup weighted like any other
+end = time.monotonic() + (1 if len(sys.argv) == 1 else 30)
+while time.monotonic() < end:
+    pass
+print(time.process_time())
+"""
+
+
+def test_a_spinner_in_the_idle_cgroup_leaves_its_cpu_to_any_other_task() -> None:
+    group = idle_cgroup()
+    if group is None:
+        pytest.skip("no cpu cgroup with cpu.idle here (needs root and Linux 5.15+)")
+    spinner = subprocess.Popen([sys.executable, "-c", BUSY_FOR_ONE_SECOND, str(group)], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        # A task busy for a second of wall time on the spinner's CPU gets nearly all of it;
+        # beside a spinner in an autogroup of its own it would get about half.
+        busy = subprocess.run([sys.executable, "-c", BUSY_FOR_ONE_SECOND], capture_output=True, text=True, check=True)
+        assert float(busy.stdout) > 0.8
+    finally:
+        spinner.kill()
+        spinner.wait()
+        group.rmdir()
