@@ -64,13 +64,9 @@ def test_only_the_moments_every_cpu_was_held_count_as_a_whole_machine_stall() ->
 
 
 BUSY_FOR_ONE_SECOND = """
-import os, sys, time
+import os, time
 os.sched_setaffinity(0, {0})
-if len(sys.argv) > 1:
-    open(os.path.join(sys.argv[1], "cgroup.procs"), "w").write(str(os.getpid()))
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    os.setsid()  # outside the cgroup, a session of its own would be an autogroup weighted like any other
-end = time.monotonic() + (1 if len(sys.argv) == 1 else 30)
+end = time.monotonic() + 1
 while time.monotonic() < end:
     pass
 print(time.process_time())
@@ -81,11 +77,17 @@ def test_a_spinner_in_the_idle_cgroup_leaves_its_cpu_to_any_other_task() -> None
     group = idle_cgroup()
     if group is None:
         pytest.skip("no cpu cgroup with cpu.idle here (needs root and Linux 5.15+)")
-    spinner = subprocess.Popen([sys.executable, "-c", BUSY_FOR_ONE_SECOND, str(group)], stdout=subprocess.DEVNULL)
+    # The probe's own spinner on CPU 0, in a session of its own: outside the cgroup, that
+    # session would be an autogroup weighted like any other.
+    spinner = subprocess.Popen(
+        [sys.executable, "-m", "tollgate_devstack.bench.cpu_stalls", "spin", "0", "30", str(group)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        time.sleep(0.3)
+        time.sleep(0.5)
         # A task busy for a second of wall time on the spinner's CPU gets nearly all of it;
-        # beside a spinner in an autogroup of its own it would get about half.
+        # beside a spinner that is idle only within its autogroup it got about half.
         busy = subprocess.run([sys.executable, "-c", BUSY_FOR_ONE_SECOND], capture_output=True, text=True, check=True)
         assert float(busy.stdout) > 0.8
     finally:
