@@ -15,6 +15,7 @@ from tollgate_devstack.bench.cpu_stalls import (
     attribute,
     idle_cgroup,
     parse_switches,
+    spinner_command,
 )
 
 
@@ -79,11 +80,7 @@ def test_a_spinner_in_the_idle_cgroup_leaves_its_cpu_to_any_other_task() -> None
         pytest.skip("no cpu cgroup with cpu.idle here (needs root and Linux 5.15+)")
     # The probe's own spinner on CPU 0, in a session of its own: outside the cgroup, that
     # session would be an autogroup weighted like any other.
-    spinner = subprocess.Popen(
-        [sys.executable, "-m", "tollgate_devstack.bench.cpu_stalls", "spin", "0", "30", str(group)],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    spinner = subprocess.Popen(spinner_command(0, 30, group), stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(0.5)
         # A task busy for a second of wall time on the spinner's CPU gets nearly all of it;

@@ -202,10 +202,15 @@ def read_spinner(cpu: int, output: str) -> tuple[tuple[float, float], list[Gap]]
     return (started, ended), gaps
 
 
+def spinner_command(cpu: int, seconds: float, group: Path | None) -> list[str]:
+    """The command that runs `spin` on `cpu` for `seconds`, in `group` if there is one."""
+    command = [sys.executable, "-m", "tollgate_devstack.bench.cpu_stalls", "spin", str(cpu), str(seconds)]
+    return [*command, str(group)] if group is not None else command
+
+
 def measure(seconds: float, group: Path | None) -> tuple[Stalls, list[float]]:
     cpus = os.cpu_count() or 1
     perf_bin = infra.perf_bin()
-    spin_args = [str(group)] if group is not None else []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "switches.data"
         perf = subprocess.Popen(
@@ -214,13 +219,8 @@ def measure(seconds: float, group: Path | None) -> tuple[Stalls, list[float]]:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # perf is recording before the first spinner starts
-        spinner = [sys.executable, "-m", "tollgate_devstack.bench.cpu_stalls", "spin"]
         spinners = [
-            subprocess.Popen(
-                [*spinner, str(cpu), str(seconds), *spin_args],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+            subprocess.Popen(spinner_command(cpu, seconds, group), stdout=subprocess.PIPE, text=True)
             for cpu in range(cpus)
         ]
         outputs = [p.communicate()[0] for p in spinners]
