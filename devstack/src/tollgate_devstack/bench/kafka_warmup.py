@@ -76,7 +76,7 @@ async def warm_produce_path(bootstrap: str, seconds: float, rate: float = 1000, 
     Earlier scratch topics are deleted first, and this one is left for the next warm-up
     to delete: Kafka removes a deleted topic's files a minute later (file.delete.delay.ms),
     and when this deleted its own topic at the end, that landed in PostgreSQL alone's
-    phase at 1,000/s, whose p99 went to 16.7-38.7 ms in three runs against 6.5-7.1 without
+    phase at 1,000/s, whose p99 went to 16.7-38.7 ms in four runs against 6.5-8.1 without
     the warm-up (2026-12-04). Deleted at the start, the files go within the warm-up."""
     topic = f"{SCRATCH_PREFIX}{secrets.token_hex(4)}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
