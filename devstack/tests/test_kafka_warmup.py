@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tollgate_devstack.bench.kafka_warmup import (
     SCRATCH_PREFIX,
@@ -15,15 +14,12 @@ from tollgate_devstack.bench.kafka_warmup import (
     warm_produce_path,
     warm_young_broker,
 )
+from tollgate_shared.bus import kafka_admin
 
 
 async def _scratch_topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         return {t for t in await admin.list_topics() if t.startswith(SCRATCH_PREFIX)}
-    finally:
-        await admin.close()
 
 
 async def _settled_scratch_topics(bootstrap: str, timeout_s: float = 15) -> set[str]:
@@ -38,13 +34,9 @@ async def _settled_scratch_topics(bootstrap: str, timeout_s: float = 15) -> set[
 @pytest.fixture(autouse=True)
 async def _no_scratch_topic_left(kafka_bootstrap: str) -> AsyncIterator[None]:
     yield
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        if left := [t for t in await admin.list_topics() if t.startswith(SCRATCH_PREFIX)]:
-            await admin.delete_topics(left)
-    finally:
-        await admin.close()
+    if left := await _scratch_topics(kafka_bootstrap):
+        async with kafka_admin(kafka_bootstrap) as admin:
+            await admin.delete_topics(list(left))
 
 
 def test_a_process_age_counts_from_its_start() -> None:

@@ -1,8 +1,8 @@
 """Kafka set-up: the broker, topic creation, and the reliable consumer wrapper."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
 import structlog
@@ -33,11 +33,20 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
-    """Create every topic and its DLQ if missing. Safe to run from every replica."""
+@asynccontextmanager
+async def kafka_admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on leaving."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
+    """Create every topic and its DLQ if missing. Safe to run from every replica."""
+    async with kafka_admin(bootstrap_servers) as admin:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(t.name, t.partitions, 1, topic_configs=t.config) for t in topics]
         wanted += [NewTopic(t.dlq, 1, 1) for t in topics]
@@ -45,8 +54,6 @@ async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_
         if missing:
             with suppress(TopicAlreadyExistsError):  # another replica won the race
                 await admin.create_topics(missing)
-    finally:
-        await admin.close()
 
 
 def subscribe(

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from uuid import uuid4
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from tollgate_shared.bus import kafka_admin
 from tollgate_shared.contracts import UsageRecorded
 from tollgate_shared.outbox import outbox_producer
 
@@ -79,14 +80,10 @@ async def warm_produce_path(bootstrap: str, seconds: float, rate: float = 1000, 
     phase at 1,000/s, whose p99 went to 16.7-38.7 ms in four runs against 6.5-8.1 without
     the warm-up (2026-12-04). Deleted at the start, the files go within the warm-up."""
     topic = f"{SCRATCH_PREFIX}{secrets.token_hex(4)}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         if stale := [name for name in await admin.list_topics() if name.startswith(SCRATCH_PREFIX)]:
             await admin.delete_topics(stale)
         await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
     producer = outbox_producer(bootstrap, "bench-kafka-warmup")
     await producer.start()
     per_period = round(rate * RELAY_PERIOD_S)
