@@ -13,6 +13,7 @@ import functools
 import time
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -157,16 +158,7 @@ class OutboxRelay:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
             choices = partitions[topic]
             queue = batches.setdefault((topic, choices[_key_hash(key) % len(choices)]), [])
-            record = {
-                "timestamp": None,
-                "key": key,
-                "value": row["payload"].encode(),
-                "headers": [
-                    ("content-type", b"application/json"),
-                    ("event_type", (row["event_type"] or "").encode()),
-                    ("event_id", str(row["event_id"]).encode()),
-                ],
-            }
+            record = relay_record(key, row["payload"], row["event_type"] or "", row["event_id"])
             if not queue or queue[-1].append(**record) is None:
                 queue.append(self._producer.create_batch())
                 if queue[-1].append(**record) is None:
@@ -177,6 +169,21 @@ class OutboxRelay:
             for batch in queue
         ]
         await asyncio.gather(*sent)
+
+
+def relay_record(key: bytes, payload: str, event_type: str, event_id: object) -> dict[str, Any]:
+    """One outbox row as the relay appends it to a record batch: the stored JSON as the
+    value, and the headers consumers route and deduplicate on."""
+    return {
+        "timestamp": None,
+        "key": key,
+        "value": payload.encode(),
+        "headers": [
+            ("content-type", b"application/json"),
+            ("event_type", event_type.encode()),
+            ("event_id", str(event_id).encode()),
+        ],
+    }
 
 
 @functools.lru_cache(maxsize=65536)

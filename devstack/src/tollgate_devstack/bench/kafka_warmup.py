@@ -20,13 +20,14 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 from aiokafka.admin import NewTopic
 
 from tollgate_shared.bus import kafka_admin
 from tollgate_shared.contracts import UsageRecorded
-from tollgate_shared.outbox import outbox_producer
+from tollgate_shared.outbox import outbox_producer, relay_record
 
 WARM_UNTIL_AGE_S = 120.0
 RELAY_PERIOD_S = 0.05  # the relay's idle sleep between batches
@@ -54,20 +55,11 @@ async def warm_young_broker(bootstrap: str, broker_pid: int | None, until_age_s:
     return seconds
 
 
-def _record() -> dict[str, object]:
+def _record() -> dict[str, Any]:
     event = UsageRecorded(
         key_id=uuid4(), account_id="cus_bench0000", plan="metered", billing="metered", units=1, key_units_total=1
     )
-    return {
-        "timestamp": None,
-        "key": event.account_id.encode(),
-        "value": event.model_dump_json().encode(),
-        "headers": [
-            ("content-type", b"application/json"),
-            ("event_type", event.event_type.encode()),
-            ("event_id", str(event.event_id).encode()),
-        ],
-    }
+    return relay_record(event.account_id.encode(), event.model_dump_json(), event.event_type, event.event_id)
 
 
 async def warm_produce_path(bootstrap: str, seconds: float, rate: float = 1000, partitions: int = 6) -> int:
@@ -97,7 +89,7 @@ async def warm_produce_path(bootstrap: str, seconds: float, rate: float = 1000, 
             for partition, share in enumerate(shares):
                 batch = producer.create_batch()
                 for _ in range(share):
-                    batch.append(**_record())  # type: ignore[arg-type]
+                    batch.append(**_record())
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
             await asyncio.gather(*acks)
             sent += per_period
