@@ -4,6 +4,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,6 +14,9 @@ from tollgate_devstack.demo import Demo
 from tollgate_shared.kafka_reader import read_topic
 
 from .helpers import completed_event, new_session, post_webhook, signed
+
+# Not a positive integer within MAX_UNITS; JSON's true is no number of units either.
+BAD_UNITS: list[Any] = [0, -5, 1.5, "3", None, True, 10**12, 10**30]
 
 
 async def published_for(stack: dict[str, Any], session_id: str) -> list[dict[str, Any]]:
@@ -137,7 +141,7 @@ class TestValidateRefusals:
             refused = await demo.validate(key, 1)
             assert (refused["isValid"], refused["reason"], refused["quota"]["used"]) == (False, "revoked", 1)
 
-    @pytest.mark.parametrize("units", [0, -5, 1.5, "3", None, 10**12])
+    @pytest.mark.parametrize("units", BAD_UNITS)
     async def test_units_that_are_not_a_positive_integer_are_422(self, stack: dict[str, Any], units: Any) -> None:
         r = await self.validate(stack, {"apiKey": "tg_test_x", "units": units, "consume": True})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
@@ -153,6 +157,48 @@ class TestValidateRefusals:
 
     async def test_missing_api_key_is_422(self, stack: dict[str, Any]) -> None:
         assert (await self.validate(stack, {"units": 1})).status_code == 422
+
+    async def test_no_refused_request_consumes_from_the_real_key_it_names(self, stack: dict[str, Any]) -> None:
+        """The refusals above name keys that do not exist, so "nothing consumed" holds
+        there by default; here every kind of bad request carries a live key with a quota."""
+        session = await new_session(stack)
+        async with Demo(stack) as demo:
+            await demo.pay(session["id"])
+            key, _ = await demo.key_from_email(session["email"])
+            used = (await demo.validate(key, 3))["quota"]["used"]
+            typo = key[:12] + ("A" if key[12] != "A" else "B") + key[13:]
+            oversized = json.dumps({"apiKey": key, "units": 1, "consume": True, "route": "/" + "x" * 9000})
+
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the cap must count what arrives
+                for _ in range(20):
+                    yield b" " * 1000
+                yield json.dumps({"apiKey": key, "units": 1}).encode()
+
+            refusals: list[tuple[str, Any, int, str]] = [
+                *[(f"units={u!r}", {"apiKey": key, "units": u}, 422, "invalid_request") for u in BAD_UNITS],
+                ("consume as a string", {"apiKey": key, "units": 1, "consume": "yes"}, 422, "invalid_request"),
+                ("an unknown field", {"apiKey": key, "units": 1, "unit": 5}, 422, "invalid_request"),
+                ("the key as a number", {"apiKey": 12345, "units": 1}, 422, "invalid_request"),
+                ("a key of 300 characters", {"apiKey": key + "x" * 272, "units": 1}, 422, "invalid_request"),
+                ("a JSON array", [key, 1], 422, "invalid_request"),
+                ("not JSON", f'{{"apiKey": "{key}", "units": 1', 400, "malformed_json"),
+                ("a body over the cap", oversized, 413, "payload_too_large"),
+                ("a streamed body over the cap", chunks(), 413, "payload_too_large"),
+            ]
+            for what, body, status, code in refusals:
+                content = json.dumps(body) if isinstance(body, dict | list) else body
+                r = await demo.http.post(
+                    f"{stack['keys']}/v1/keys/validate", content=content, headers={"Content-Type": "application/json"}
+                )
+                assert (r.status_code, r.json()["error"]["code"]) == (status, code), what
+
+            for what, api_key, units, reason in [
+                ("a checksum typo", typo, 1, "malformed"),
+                ("more units than the quota holds", key, 10**6, "quota_exceeded"),
+            ]:
+                answer = await demo.validate(api_key, units)
+                assert (answer["isValid"], answer["unitsConsumed"], answer["reason"]) == (False, 0, reason), what
+            assert (await demo.validate(key, 1, consume=False))["quota"]["used"] == used == 3
 
     async def test_admin_routes_need_the_token(self, stack: dict[str, Any]) -> None:
         async with httpx.AsyncClient() as http:
