@@ -13,13 +13,13 @@ from tollgate_devstack.config import StackConfig
 from tollgate_devstack.processes import Processes, free_port
 
 # Beside the test stack's own: a directory the `postgres` user can reach when we are root.
-HERE = StackConfig.from_env().state_dir.parent / ".stack-test"
+TEST_STACK_DIR = StackConfig.from_env().state_dir.parent / ".stack-test"
 
 
 @pytest.fixture
 async def new_cluster() -> AsyncIterator[asyncpg.Pool]:
     """A cluster just made by initdb, as the first bench-keys run on a fresh clone has."""
-    state = HERE / f"fresh-wal-{secrets.token_hex(4)}"
+    state = TEST_STACK_DIR / f"fresh-wal-{secrets.token_hex(4)}"
     cfg = StackConfig.from_env({"TOLLGATE_STACK_DIR": str(state), "TOLLGATE_PORT_POSTGRES": str(free_port())})
     procs = Processes(cfg.state_dir)
     infra.start_postgres(cfg, procs)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tollgate_devstack.demo import Demo
+from tollgate_keys.api import MAX_UNITS
 from tollgate_shared.kafka_reader import read_topic
 
 from .helpers import completed_event, new_session, post_webhook, signed
@@ -194,7 +195,7 @@ class TestValidateRefusals:
 
             for what, api_key, units, reason in [
                 ("a checksum typo", typo, 1, "malformed"),
-                ("more units than the quota holds", key, 10**6, "quota_exceeded"),
+                ("more units than the quota holds", key, MAX_UNITS, "quota_exceeded"),
             ]:
                 answer = await demo.validate(api_key, units)
                 assert (answer["isValid"], answer["unitsConsumed"], answer["reason"]) == (False, 0, reason), what

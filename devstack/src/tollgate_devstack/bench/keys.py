@@ -192,7 +192,7 @@ async def settle(pool: asyncpg.Pool) -> None:
     the segments made first). So before the checkpoint the cluster gets SPARE_WAL more
     segment files than the one in use, if it has fewer; the checkpoint recycles them."""
     async with pool.acquire() as conn:
-        await make_spare_wal(conn, SPARE_WAL)
+        await _make_spare_wal(conn, SPARE_WAL)
         await conn.execute("CHECKPOINT")
 
 
@@ -201,7 +201,7 @@ async def settle(pool: asyncpg.Pool) -> None:
 SPARE_WAL = 8
 
 
-async def make_spare_wal(conn: asyncpg.Connection, segments: int) -> None:
+async def _make_spare_wal(conn: asyncpg.Connection, segments: int) -> None:
     files, ahead = await conn.fetchrow(
         "SELECT count(*), count(*) FILTER (WHERE name > pg_walfile_name(pg_current_wal_lsn())) "
         "FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'"
