@@ -9,11 +9,11 @@ import pytest
 
 from tollgate_devstack import infra
 from tollgate_devstack.bench.keys import SPARE_WAL, settle
-from tollgate_devstack.config import StackConfig
+from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.processes import Processes, free_port
 
 # Beside the test stack's own: a directory the `postgres` user can reach when we are root.
-TEST_STACK_DIR = StackConfig.from_env().state_dir.parent / ".stack-test"
+TEST_STACK_DIR = REPO_ROOT / ".stack-test"
 
 
 @pytest.fixture
