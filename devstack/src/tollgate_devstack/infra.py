@@ -40,6 +40,11 @@ def wrk_bin() -> str:
     return _debian_command("wrk", "wrk")
 
 
+def c_compiler() -> str:
+    """cc, which compiles the keys benchmark's load generator (Debian's gcc)."""
+    return _debian_command("cc", "gcc")
+
+
 def perf_bin() -> str:
     """Linux's perf (Debian's `linux-perf`), which the CPU-stall probe records context switches with."""
     return _debian_command("perf", "linux-perf")

@@ -13,12 +13,16 @@ from typing import cast
 
 import uvloop
 
-from .loadgen import content_length
-
 BODY = (
     b'{"isValid":true,"unitsConsumed":1,"keyId":"00000000-0000-4000-8000-000000000000","quota":null,"expiresAt":null}'
 )
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of an HTTP/1.1 message head; 0 if it has none."""
+    lines = head.split(b"\r\n")[1:]  # after the request or status line
+    return next((int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
 
 
 class FixedAnswer(asyncio.Protocol):

@@ -2,7 +2,7 @@
 
 One keys-service process (one uvicorn worker) on a fresh schema with 1,000 metered keys;
 the load generators are separate processes. Measured in one run: p50/p99/p99.9 at a
-fixed 1,000 validations/s (loadgen.py, open loop), validations/s flat out (wrk, 64
+fixed 1,000 validations/s (loadgen.c, open loop), validations/s flat out (wrk, 64
 connections), and the limits, with the service stopped: pgbench driving the statement
 the service runs per batch, consume_and_record() (decision, counters and usage event,
 one transaction), with one validation per transaction, directly against PostgreSQL,
@@ -33,54 +33,32 @@ from tollgate_keys.app import MIGRATIONS
 
 from .. import infra
 from ..processes import free_port, port_open, wait_until
+from . import loadgen
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
 from .disk_stalls import probe as disk_stalls
 from .disk_stalls import report as report_disk_stalls
 from .kafka_warmup import warm_young_broker
-from .loadgen import latency_ms
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
 
 
-def fixed_rate(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
-    """`seconds` at `rate` (loadgen.py), after 3 s of warm-up at the same rate:
+def fixed_rate(loadgen_bin: Path, port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
+    """`seconds` at `rate` (loadgen.c, open loop), after 3 s of warm-up at the same rate:
     connections open, plans cached, and no backlog from an overload (relay, vacuum)
     left to bill to the steady state."""
-    _loadgen(port, keys_file, rate, seconds=3)
-    return _loadgen(port, keys_file, rate, seconds)
+    loadgen.run(loadgen_bin, port, keys_file, rate, seconds=3)
+    return loadgen.run(loadgen_bin, port, keys_file, rate, seconds)
 
 
-def _loadgen(port: int, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tollgate_devstack.bench.loadgen",
-            "--port",
-            str(port),
-            "--keys-file",
-            str(keys_file),
-            "--rate",
-            str(rate),
-            "--seconds",
-            str(seconds),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def harness_floor(keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
+def harness_floor(loadgen_bin: Path, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
     """The load generator against a server that answers at once: what the measurement
-    itself adds (Python client, loopback TCP, the VM waking both) at the same rate."""
+    itself adds (the client, loopback TCP, the VM waking both) at the same rate."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tollgate_devstack.bench.fixed_answer", "--port", str(port)])
     try:
         wait_until("fixed-answer server", lambda: port_open(port), 10)
-        return fixed_rate(port, keys_file, rate, seconds)
+        return fixed_rate(loadgen_bin, port, keys_file, rate, seconds)
     finally:
         server.terminate()
         server.wait()
@@ -174,6 +152,17 @@ def pgbench_at_rate(port: int, schema: str, rate: int, seconds: int, clients: in
     return {"transactions": len(latencies), **latency_ms(latencies)}
 
 
+def latency_ms(latencies: list[float]) -> dict[str, float]:
+    """p50, p99 and p99.9 of `latencies` (seconds), in milliseconds, by the definition
+    loadgen.c uses: the value at index n*p of the sorted list."""
+    ordered = sorted(latencies)
+
+    def at(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999)}
+
+
 async def settle(pool: asyncpg.Pool) -> None:
     """A checkpoint before each timed phase, so the phase measures PostgreSQL in its steady
     state. Until its first checkpoint a new cluster has no recycled WAL segments, and
@@ -242,6 +231,7 @@ async def main() -> None:
     stack = infrastructure()
     cfg = stack.cfg
     print(f"bench-keys: {KEYS} keys, one keys-service process, on {machine()}", flush=True)
+    loadgen_bin = loadgen.build(cfg.cache_dir)
     await warm_young_broker(cfg.kafka_bootstrap, stack.procs.pid("kafka"))
     schema, pool = await fresh_schema(cfg.database_url, MIGRATIONS)
     keys_file = Path(tempfile.mkdtemp()) / "keys.txt"
@@ -271,11 +261,11 @@ async def main() -> None:
             lambda: stack.procs.log_tail(name),
         )
         await settle(pool)
-        fixed = fixed_rate(port, keys_file, rate=1000, seconds=10)
+        fixed = fixed_rate(loadgen_bin, port, keys_file, rate=1000, seconds=10)
         await settle(pool)
         flat = wrk_flat_out(port, keys_file, seconds=10)
         stack.procs.stop(name)  # the limits are PostgreSQL alone, and the harness alone
-        floor = harness_floor(keys_file, rate=1000, seconds=10)
+        floor = harness_floor(loadgen_bin, keys_file, rate=1000, seconds=10)
         await settle(pool)
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
         await settle(pool)
