@@ -4,9 +4,10 @@ Requests go out at a fixed rate whatever the answers do, and each latency counts
 request's scheduled time, so a slow server cannot hide its queueing (no coordinated
 omission); a kernel timer keeps the schedule. The generator is C (`loadgen.c`, compiled
 on first use) because it shares the machine's two cores with the service it measures:
-the Python generator it replaces used 140 µs of CPU a request, about a seventh of all
-the CPU a validation costs the machine, and its own wake-ups and parsing sat inside
-every latency it reported. (Flat out, the benchmark uses wrk, also C.)
+the Python generator it replaced used 110-150 µs of CPU a request (this one 40), about
+a seventh of all the CPU a validation cost the machine, and its own wake-ups and
+parsing sat inside every latency it reported (BENCHMARKS.md has the comparison). Flat
+out, the benchmark uses wrk, also C.
 """
 
 import hashlib
