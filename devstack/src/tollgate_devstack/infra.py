@@ -244,6 +244,13 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
             "java",
             "-Xms256m",
             "-Xmx768m",
+            # Only the quick client compiler: on two cores shared with everything it
+            # serves, a new broker's optimizing (C2) compilations ran for minutes after
+            # start, and landed in the keys benchmark's tail: first runs on a fresh broker
+            # p99 4.87-5.79 ms at 1,000/s against 3.96-4.29 with this, for the same
+            # broker CPU once warm (0.5 s per 10 s either way) and the same
+            # bench-usage throughput (BENCHMARKS.md, 2026-12-07).
+            "-XX:TieredStopAtLevel=1",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
