@@ -11,8 +11,11 @@ The warm-up sends what the keys service's outbox relay sends (idempotent, acks=a
 one record batch per partition every 50 ms, usage-event-sized records with the relay's
 headers) to a scratch topic, so neither the bench schema's outbox nor any real topic
 sees it. After it, the first round took 1.14-1.91 s (four restarts): about half the
-excess is gone; what is left may be start-up a scratch topic cannot stand in for
-(usage.recorded's own partitions, the relay's new producer).
+excess is gone. The rest was the JIT's optimizing (C2) compilations, which ran on for
+minutes: with the warm-up, the first bench-keys run on a new broker still had a p99
+about 1.5 ms over the run after it (2026-12-07). Sending without the relay's pacing
+made that worse, not better; the dev stack's broker now runs the C1 compiler only
+(infra.py), and the warm-up stays for the half it does remove.
 """
 
 import asyncio
