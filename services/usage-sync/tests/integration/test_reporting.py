@@ -27,7 +27,15 @@ METERS = load_meters(DEFAULT_METERS_PATH)
 HOUR = Windows(timedelta(hours=1), grace_seconds=0)
 # The aggregator still accepts last hour's usage; the reporter (grace 0) may close it.
 ACCEPTING = Windows(timedelta(hours=1), grace_seconds=3 * 3600)
-LAST_HOUR = datetime.now(UTC) - timedelta(hours=1)
+
+
+def this_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+# The start of last hour, not "an hour ago": records a few seconds apart must share a window
+# even when the suite starts just before the hour turns.
+LAST_HOUR = this_hour() - timedelta(hours=1)
 
 
 @pytest.fixture
@@ -174,10 +182,11 @@ class TestAggregate:
 
     async def test_usage_past_its_window_and_grace_goes_to_the_open_window(self, pool: asyncpg.Pool) -> None:
         a = an_account()
+        before = this_hour()
         await aggregate(pool, [usage(a, 4, LAST_HOUR - timedelta(hours=1))], windows=HOUR)
         (window,) = await windows_of(pool, a)
         assert window["value"] == 4
-        assert window["window_start"] == datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        assert before <= window["window_start"] <= this_hour()  # the hour may turn meanwhile
 
 
 def reports_counted() -> Counter[str]:
@@ -300,7 +309,6 @@ class TestBackfill:
         await aggregate(pool, [usage(a, 3, LAST_HOUR), usage(b, 4, LAST_HOUR)])
         assert await reporter.tick() == 2
         async with pool.acquire() as conn:
-            hour = LAST_HOUR.replace(minute=0, second=0, microsecond=0)
-            assert await repo.reopen_for_backfill(conn, hour, hour + timedelta(hours=1), a) == 1
+            assert await repo.reopen_for_backfill(conn, LAST_HOUR, LAST_HOUR + timedelta(hours=1), a) == 1
         assert await reporter.tick() == 1
         assert [len(await sent_to_stripe(stack, x)) for x in (a, b)] == [2, 1]
