@@ -123,7 +123,7 @@ class TestAggregate:
 
     async def test_a_batch_spanning_windows_in_any_order_counts_each_in_its_own(self, pool: asyncpg.Pool) -> None:
         a = an_account()
-        two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        two_hours_ago = this_hour() - timedelta(hours=2)
         last_hour = two_hours_ago + timedelta(hours=1)
         at_the_edge = last_hour - timedelta(microseconds=1)  # still the earlier window
         in_berlin = last_hour.astimezone(timezone(timedelta(hours=1)))  # same instant, another offset
