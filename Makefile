@@ -31,8 +31,8 @@ status:
 test: bootstrap  ## the whole suite against real Kafka, PostgreSQL, SMTP and the Stripe emulator
 	$(PY) -m pytest
 
-test-unit: bootstrap
-	$(PY) -m pytest shared/tests services -k "not integration"
+test-unit: bootstrap  ## only the tests that need nothing running
+	$(PY) -m pytest -m unit
 
 lint: bootstrap
 	$(PY) -m ruff check .

@@ -35,22 +35,7 @@ def postgres_bin() -> Path:
     return found[-1].parent
 
 
-def wrk_bin() -> str:
-    """wrk, the HTTP load generator the keys benchmark drives flat out with (Debian's package)."""
-    return _debian_command("wrk", "wrk")
-
-
-def c_compiler() -> str:
-    """cc, which compiles the keys benchmark's load generator (Debian's gcc)."""
-    return _debian_command("cc", "gcc")
-
-
-def perf_bin() -> str:
-    """Linux's perf (Debian's `linux-perf`), which the CPU-stall probe records context switches with."""
-    return _debian_command("perf", "linux-perf")
-
-
-def _debian_command(command: str, package: str) -> str:
+def debian_command(command: str, package: str) -> str:
     """The path of `command`, installing Debian's `package` for it on first use."""
     found = shutil.which(command)
     if not found:
@@ -244,12 +229,9 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
             "java",
             "-Xms256m",
             "-Xmx768m",
-            # Only the quick client compiler: on two cores shared with everything it
-            # serves, a new broker's optimizing (C2) compilations ran for minutes after
-            # start, and landed in the keys benchmark's tail: first runs on a fresh broker
-            # p99 4.87-5.79 ms at 1,000/s against 3.96-4.29 with this, for the same
-            # broker CPU once warm (0.5 s per 10 s either way) and the same
-            # bench-usage throughput (BENCHMARKS.md, 2026-12-07).
+            # Only the quick client compiler: a dev broker shares a laptop's cores with
+            # everything it serves, and the optimizing compiler's work after each start
+            # competes with them for minutes while buying a dev broker nothing it needs.
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",

@@ -16,12 +16,12 @@ import uuid
 
 import asyncpg
 
-from tollgate_ledger.app import MIGRATIONS
+from tollgate_ledger.app import SERVICE_DIR
 from tollgate_ledger.book import Book
+from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
 from tollgate_ledger.finance import verify
-from tollgate_ledger.intake import book_payments, book_usage
-from tollgate_ledger.transfers import Transfer, transfer_many
+from tollgate_ledger.handlers import Transfer, transfer_many
 from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, parse_usage
 
 from .common import (
@@ -52,7 +52,7 @@ async def seed_credits(pool: asyncpg.Pool, accounts: int, credits: int) -> None:
         for a in range(accounts)
     ]
     async with pool.acquire() as conn, conn.transaction():
-        await book_payments(conn, facts, threshold=0)
+        await book_payments(Deps(low_balance_threshold=0), conn, list(facts))
 
 
 async def copy_limit(pool: asyncpg.Pool, data: list[tuple[bytes, bytes]]) -> float:
@@ -101,7 +101,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
     bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
     print(f"bench-ledger: {n:,} usage records, {accounts} accounts, {transfers:,} transfers, on {machine()}")
     topic = await fresh_topic(bootstrap, "ledger-usage")
-    schema, pool = await fresh_schema(database_url, MIGRATIONS)
+    schema, pool = await fresh_schema(database_url, SERVICE_DIR)
     try:
         await seed_credits(pool, accounts, credits=10 * n // accounts)
         data = records(n, accounts, keys_per_account=2, billing="prepaid")
@@ -109,7 +109,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
         figure("ledger.limit_insert_rows_per_s", await copy_limit(pool, data), "rows/s")
 
         async def burn(conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
-            await book_usage(conn, usages, threshold=0)
+            await book_usage(Deps(low_balance_threshold=0), conn, usages)
 
         consumer = usage_consumer(bootstrap, topic, f"bench-{schema}", pool, burn)
         started = time.perf_counter()

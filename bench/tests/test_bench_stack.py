@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate_devstack.bench.common import bench_config
+from tollgate_bench.common import bench_config
 from tollgate_devstack.config import StackConfig
 
 

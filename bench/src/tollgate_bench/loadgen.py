@@ -3,11 +3,9 @@
 Requests go out at a fixed rate whatever the answers do, and each latency counts from the
 request's scheduled time, so a slow server cannot hide its queueing (no coordinated
 omission); a kernel timer keeps the schedule. The generator is C (`loadgen.c`, compiled
-on first use) because it shares the machine's two cores with the service it measures:
-the Python generator it replaced used 110-150 µs of CPU a request (this one 40), about
-a seventh of all the CPU a validation cost the machine, and its own wake-ups and
-parsing sat inside every latency it reported (BENCHMARKS.md has the comparison). Flat
-out, the benchmark uses wrk, also C.
+on first use) because it shares the machine's cores with the service it measures, and
+a generator's own CPU and wake-ups sit inside every latency it reports. Flat out, the
+benchmark uses wrk, also C.
 """
 
 import hashlib
@@ -15,7 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from .. import infra
+from tollgate_devstack import infra
 
 SOURCE = Path(__file__).with_name("loadgen.c")
 
@@ -29,7 +27,7 @@ def build(cache_dir: Path) -> Path:
         binary.parent.mkdir(parents=True, exist_ok=True)
         partial = binary.with_suffix(".partial")
         subprocess.run(
-            [infra.c_compiler(), "-O2", "-std=c11", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)],
+            [infra.debian_command("cc", "gcc"), "-O2", "-std=c11", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)],
             check=True,
         )
         partial.rename(binary)

@@ -7,10 +7,40 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from tollgate_devstack.bench import fixed_answer, loadgen
+from tollgate_bench import loadgen
+
+BODY = (
+    b'{"isValid":true,"unitsConsumed":1,"keyId":"00000000-0000-4000-8000-000000000000","quota":null,"expiresAt":null}'
+)
+ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of an HTTP/1.1 message head; 0 if it has none."""
+    lines = head.split(b"\r\n")[1:]  # after the request or status line
+    return next((int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:")), 0)
+
+
+class FixedAnswer(asyncio.Protocol):
+    def __init__(self, answer: bytes = ANSWER) -> None:
+        self.answer = answer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport, self.buffer = cast(asyncio.Transport, transport), b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            length = content_length(self.buffer[:end])
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still on its way
+            self.buffer = self.buffer[end + 4 + length :]
+            self.transport.write(self.answer)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +75,7 @@ async def drive(
     return process.returncode, json.loads(out) if out else {}, err.decode()
 
 
-class SlowAnswer(fixed_answer.FixedAnswer):
+class SlowAnswer(FixedAnswer):
     """Answers each request `delay` seconds after the previous answer on its connection."""
 
     def __init__(self, delay: float) -> None:
@@ -67,7 +97,7 @@ class Hangup(asyncio.Protocol):
 
 
 async def test_every_scheduled_request_is_answered_and_timed(binary: Path, keys_file: Path) -> None:
-    code, result, _ = await drive(binary, keys_file, fixed_answer.FixedAnswer, rate=500, seconds=0.4, connections=4)
+    code, result, _ = await drive(binary, keys_file, FixedAnswer, rate=500, seconds=0.4, connections=4)
     assert code == 0
     assert result["requests"] == 200
     assert result["errors"] == 0
@@ -78,9 +108,7 @@ async def test_every_scheduled_request_is_answered_and_timed(binary: Path, keys_
 async def test_an_answer_that_is_not_a_valid_validation_counts_as_an_error(binary: Path, keys_file: Path) -> None:
     refused = b'{"isValid":false,"unitsConsumed":0,"reason":"not_found"}'
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(refused), refused)
-    code, result, _ = await drive(
-        binary, keys_file, lambda: fixed_answer.FixedAnswer(answer), rate=500, seconds=0.4, connections=4
-    )
+    code, result, _ = await drive(binary, keys_file, lambda: FixedAnswer(answer), rate=500, seconds=0.4, connections=4)
     assert code == 0
     assert result["errors"] == result["requests"] == 200
 

@@ -20,11 +20,11 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tollgate_shared import db
+from tollgate_shared.consumer import BATCH_RECORDS
 from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded
-from tollgate_shared.tx_consumer import BATCH_RECORDS
-from tollgate_usage_sync.aggregate import Windows, aggregate_batch
-from tollgate_usage_sync.app import MIGRATIONS
-from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, load_meters
+from tollgate_usage_sync.app import SERVICE_DIR
+from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Windows, load_meters
+from tollgate_usage_sync.handlers import aggregate_batch
 
 from .common import (
     drop_schema,
@@ -124,7 +124,8 @@ def _worker(bootstrap: str, topic: str, partitions: int, database_url: str, sche
 
     async def run() -> None:
         pool = await db.create_pool(database_url, schema, min_size=2, max_size=8)
-        await usage_consumer(bootstrap, Topic(topic, partitions=partitions), group, pool, aggregator()).start()
+        bench_topic = Topic(topic, (UsageRecorded,), "a benchmark's", partitions=partitions)
+        await usage_consumer(bootstrap, bench_topic, group, pool, aggregator()).start()
         await asyncio.Event().wait()
 
     uvloop.run(run())
@@ -154,7 +155,7 @@ async def main(n: int, accounts: int, workers: int = 1) -> None:
     bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
     print(f"bench-usage: {n:,} records, {accounts} accounts, on {machine()}", flush=True)
     topic = await fresh_topic(bootstrap, "usage")
-    schema, pool = await fresh_schema(database_url, MIGRATIONS)
+    schema, pool = await fresh_schema(database_url, SERVICE_DIR)
     try:
         data = records(n, accounts, keys_per_account=2)
         t0 = time.perf_counter()

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import asyncpg
 
+from tollgate_devstack import infra
+from tollgate_devstack.config import REPO_ROOT, StackConfig
+from tollgate_devstack.stack import Stack
 from tollgate_shared import db
 from tollgate_shared.bus import ensure_topics
-from tollgate_shared.contracts import Topic, UsageIntake, parse_usage
-from tollgate_shared.tx_consumer import TransactionalConsumer
-
-from ..config import REPO_ROOT, StackConfig
-from ..stack import Stack
+from tollgate_shared.consumer import BATCH_RECORDS, Subscription, TransactionalConsumer
+from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded, parse_usage
 
 
 def figure(name: str, value: float, unit: str) -> None:
@@ -42,16 +42,14 @@ def infrastructure() -> Stack:
     """PostgreSQL and Kafka of the benchmarks' stack (started if needed, left running
     for the next run; `make bench-stop` stops them)."""
     stack = Stack(bench_config())
-    from .. import infra
-
     infra.start_postgres(stack.cfg, stack.procs)
     infra.start_kafka(stack.cfg, stack.procs)
     return stack
 
 
-async def fresh_schema(database_url: str, service_migrations: Path) -> tuple[str, asyncpg.Pool]:
+async def fresh_schema(database_url: str, service_dir: Path) -> tuple[str, asyncpg.Pool]:
     schema = f"bench_{secrets.token_hex(4)}"
-    await db.migrate(database_url, schema, service_migrations)
+    await db.migrate(database_url, schema, service_dir)
     return schema, await db.create_pool(database_url, schema, min_size=2, max_size=10)
 
 
@@ -62,8 +60,8 @@ async def drop_schema(pool: asyncpg.Pool, schema: str) -> None:
 
 
 async def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> Topic:
-    topic = Topic(f"bench.{prefix}.{secrets.token_hex(4)}", partitions=partitions)
-    await ensure_topics(bootstrap, (topic,))
+    topic = Topic(f"bench.{prefix}.{secrets.token_hex(4)}", (UsageRecorded,), "a benchmark's", partitions=partitions)
+    await ensure_topics(bootstrap, (topic,), replicas=1)
     await asyncio.sleep(0.5)
     return topic
 
@@ -74,23 +72,17 @@ def usage_consumer(
     group_id: str,
     pool: asyncpg.Pool,
     apply: Callable[[asyncpg.Connection, list[UsageIntake]], Awaitable[object]],
-) -> TransactionalConsumer[UsageIntake]:
+) -> TransactionalConsumer[None, UsageIntake]:
     """The services' own intake path over `topic`, applying each batch with `apply`."""
 
-    async def apply_batch(conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+    async def apply_batch(_deps: None, conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
         await apply(conn, usages)
 
-    return TransactionalConsumer[UsageIntake](
-        bootstrap_servers=bootstrap,
-        topic=topic,
-        group_id=group_id,
-        pool=pool,
-        parse=parse_usage,
-        apply=apply_batch,
-    )
+    subscription = Subscription("bench", topic, parse_usage, apply_batch, "a benchmark's", max_records=BATCH_RECORDS)
+    return TransactionalConsumer(subscription, None, bootstrap_servers=bootstrap, group_id=group_id, pool=pool)
 
 
-async def until_applied(consumer: TransactionalConsumer[UsageIntake], count: int, poll_s: float = 0.05) -> float:
+async def until_applied(consumer: TransactionalConsumer[None, UsageIntake], count: int, poll_s: float = 0.05) -> float:
     """Wait until the consumer has applied `count` records; returns the moment it had."""
     while consumer.applied < count:
         await asyncio.sleep(poll_s)

@@ -1,14 +1,15 @@
-"""`python -m tollgate_devstack.bench stop`: stop the benchmarks' PostgreSQL and Kafka."""
+"""`python -m tollgate_bench stop`: stop the benchmarks' PostgreSQL and Kafka."""
 
 import sys
 
-from ..stack import Stack
+from tollgate_devstack.stack import Stack
+
 from .common import bench_config
 
 
 def main() -> int:
     if sys.argv[1:] != ["stop"]:
-        print("usage: python -m tollgate_devstack.bench stop", file=sys.stderr)
+        print("usage: python -m tollgate_bench stop", file=sys.stderr)
         return 2
     Stack(bench_config()).down()
     return 0

@@ -6,12 +6,7 @@ fixed 1,000 validations/s (loadgen.c, open loop), validations/s flat out (wrk, 6
 connections), and the limits, with the service stopped: pgbench driving the statement
 the service runs per batch, consume_and_record() (decision, counters and usage event,
 one transaction), with one validation per transaction, directly against PostgreSQL,
-flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit); and
-the harness's own floor: the load generator at 1,000/s against a server that answers at
-once (fixed_answer.py); and the disk's: how much of the time a commit would wait over
-5 ms for the virtual disk alone (disk_stalls.py). A broker the run finds just started
-is first warmed with the relay's traffic on a scratch topic (kafka_warmup.py), so the
-first run on a new stack does not time Kafka's JIT beside the service.
+flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit).
 """
 
 import asyncio
@@ -28,16 +23,13 @@ import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 
+from tollgate_devstack import infra
+from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
-from tollgate_keys.app import MIGRATIONS
+from tollgate_keys.app import SERVICE_DIR
 
-from .. import infra
-from ..processes import free_port, port_open, wait_until
 from . import loadgen
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
-from .disk_stalls import probe as disk_stalls
-from .disk_stalls import report as report_disk_stalls
-from .kafka_warmup import warm_young_broker
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
@@ -51,25 +43,12 @@ def fixed_rate(loadgen_bin: Path, port: int, keys_file: Path, rate: float, secon
     return loadgen.run(loadgen_bin, port, keys_file, rate, seconds)
 
 
-def harness_floor(loadgen_bin: Path, keys_file: Path, rate: float, seconds: float) -> dict[str, float]:
-    """The load generator against a server that answers at once: what the measurement
-    itself adds (the client, loopback TCP, the VM waking both) at the same rate."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tollgate_devstack.bench.fixed_answer", "--port", str(port)])
-    try:
-        wait_until("fixed-answer server", lambda: port_open(port), 10)
-        return fixed_rate(loadgen_bin, port, keys_file, rate, seconds)
-    finally:
-        server.terminate()
-        server.wait()
-
-
 def wrk_flat_out(port: int, keys_file: Path, seconds: int, connections: int = 64) -> dict[str, float]:
     """Closed loop, as fast as answers come back: wrk (C), so the load generator takes
     little of the two cores the service, PostgreSQL and Kafka share."""
     out = subprocess.run(
         [
-            infra.wrk_bin(),
+            infra.debian_command("wrk", "wrk"),
             "--threads",
             "1",
             "--connections",
@@ -164,45 +143,10 @@ def latency_ms(latencies: list[float]) -> dict[str, float]:
 
 
 async def settle(pool: asyncpg.Pool) -> None:
-    """A checkpoint before each timed phase, so the phase measures PostgreSQL in its steady
-    state. Until its first checkpoint a new cluster has no recycled WAL segments, and
-    each 16 MB segment is zero-filled and flushed as the last one fills, while every
-    commit waits: at 1,000/s a segment lasts about 16 s, and in one 30 s pgbench run at
-    that rate the two slowest clusters of transactions (max 80 and 59 ms) began 0.25 and
-    0.05 s after the two segments were created. A checkpoint recycles the old segments
-    and puts the next timed one checkpoint_timeout (5 min) away. It matters most to the
-    PostgreSQL-alone phases, which follow the flat-out ones that use up the segments:
-    over four alternating runs of this benchmark, their p99 at 1,000/s was 3.6-11.6 ms
-    with it and 13.7-74.7 ms without.
-
-    A checkpoint can only recycle segments that exist, and a cluster just created by
-    initdb has one: the first run on a fresh clone would still zero-fill new segments
-    in its timed phases (p99.9 at 1,000/s 10.9-16.6 ms in four such runs, 5.9-13.2 with
-    the segments made first). So before the checkpoint the cluster gets SPARE_WAL more
-    segment files than the one in use, if it has fewer; the checkpoint recycles them."""
+    """A checkpoint before each timed phase, so no phase pays for the one before it: the
+    WAL it wrote is flushed and recycled now, not while the next phase's commits wait."""
     async with pool.acquire() as conn:
-        await _make_spare_wal(conn, SPARE_WAL)
         await conn.execute("CHECKPOINT")
-
-
-# The most WAL a phase writes between checkpoints: 10 s flat out at ~10,000/s and about
-# 1.2 kB a validation (pg_stat_wal) is ~120 MB, 8 segments of 16 MB.
-SPARE_WAL = 8
-
-
-async def _make_spare_wal(conn: asyncpg.Connection, segments: int) -> None:
-    files, ahead = await conn.fetchrow(
-        "SELECT count(*), count(*) FILTER (WHERE name > pg_walfile_name(pg_current_wal_lsn())) "
-        "FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'"
-    )
-    missing = segments + 1 - files
-    if missing <= 0:
-        return  # the checkpoint recycles what the last phase used
-    # A switch moves into the next spare segment if there is one and creates a file only
-    # past them. It needs a record to close: a logical message is one that touches no table.
-    for _ in range(ahead + missing):
-        await conn.execute("SELECT pg_logical_emit_message(false, 'tollgate-bench', 'spare wal')")
-        await conn.execute("SELECT pg_switch_wal()")
 
 
 async def seed(pool: object, keys_file: Path) -> None:
@@ -232,8 +176,7 @@ async def main() -> None:
     cfg = stack.cfg
     print(f"bench-keys: {KEYS} keys, one keys-service process, on {machine()}", flush=True)
     loadgen_bin = loadgen.build(cfg.cache_dir)
-    await warm_young_broker(cfg.kafka_bootstrap, stack.procs.pid("kafka"))
-    schema, pool = await fresh_schema(cfg.database_url, MIGRATIONS)
+    schema, pool = await fresh_schema(cfg.database_url, SERVICE_DIR)
     keys_file = Path(tempfile.mkdtemp()) / "keys.txt"
     port = free_port()
     name = f"bench-keys-{schema}"
@@ -252,6 +195,8 @@ async def main() -> None:
                 "KEYS_ADMIN_TOKEN": "bench-admin-token-unused",
                 "KEYS_DB_POOL_MAX": "20",
                 "KEYS_LOG_LEVEL": "WARNING",
+                "KEYS_KAFKA_TOPIC_REPLICAS": "1",
+                "KEYS_CONSUMERS_ENABLED": "false",
             },
         )
         wait_until(
@@ -264,17 +209,14 @@ async def main() -> None:
         fixed = fixed_rate(loadgen_bin, port, keys_file, rate=1000, seconds=10)
         await settle(pool)
         flat = wrk_flat_out(port, keys_file, seconds=10)
-        stack.procs.stop(name)  # the limits are PostgreSQL alone, and the harness alone
-        floor = harness_floor(loadgen_bin, keys_file, rate=1000, seconds=10)
+        stack.procs.stop(name)  # the limits are PostgreSQL alone
         await settle(pool)
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)
         await settle(pool)
         pg_fixed = pgbench_at_rate(cfg.ports["postgres"], schema, rate=1000, seconds=10)
-        disk = disk_stalls(cfg.state_dir / "disk-stalls.probe", seconds=20)
         print(f"bench-keys: at 1,000/s {json.dumps(fixed)}", flush=True)
         print(f"bench-keys: flat out {json.dumps(flat)}", flush=True)
         print(f"bench-keys: pgbench at 1,000/s {json.dumps(pg_fixed)}", flush=True)
-        print(f"bench-keys: harness alone at 1,000/s {json.dumps(floor)}", flush=True)
         figure("keys.validate_per_s", flat["rate"], "validations/s")
         figure("keys.p50_ms_flat_out", flat["p50_ms"], "ms")
         figure("keys.p99_ms_flat_out", flat["p99_ms"], "ms")
@@ -283,13 +225,9 @@ async def main() -> None:
         figure("keys.p999_ms_at_1000", fixed["p999_ms"], "ms")
         figure("keys.pg_limit_per_s", limit, "tx/s")
         figure("keys.pg_p99_ms_at_1000", pg_fixed["p99_ms"], "ms")
-        figure("keys.harness_p99_ms_at_1000", floor["p99_ms"], "ms")
-        report_disk_stalls(disk, "keys.disk_wait_over_5ms_pct")
-        if fixed["errors"] or flat["errors"] or floor["errors"]:
-            raise SystemExit(
-                f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out, "
-                f"{floor['errors']} from the harness alone"
-            )
+        figure("keys.validate_vs_pg_limit", flat["rate"] / limit, "x")
+        if fixed["errors"] or flat["errors"]:
+            raise SystemExit(f"errors during the run: {fixed['errors']} at 1,000/s, {flat['errors']} flat out")
     finally:
         stack.procs.stop(name)
         await drop_schema(pool, schema)
