@@ -4,8 +4,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Response
-from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Check = Callable[[], Awaitable[bool]]
@@ -22,10 +22,13 @@ def postgres_check(pool: Callable[[], asyncpg.Pool | None]) -> Check:
     return check
 
 
-def kafka_check(broker: Callable[[], KafkaBroker | None]) -> Check:
+def kafka_check(producer: Callable[[], AIOKafkaProducer | None]) -> Check:
     async def check() -> bool:
-        b = broker()
-        return b is not None and bool(await b.ping(timeout=1.0))
+        p = producer()
+        if p is None:
+            return False
+        await p.client.fetch_all_metadata()  # a round trip to the cluster, not a cached answer
+        return True
 
     return check
 

@@ -36,8 +36,15 @@ OLDEST_WAITING = Gauge(
 )
 
 
+def _checked(topic: Topic, event: Event) -> Event:
+    if not topic.carries(event):
+        raise TypeError(f"{type(event).__name__} is not a message of {topic.name}")
+    return event
+
+
 async def add(conn: asyncpg.Connection, topic: Topic, key: str, event: Event) -> None:
     """Queue `event` for `topic`, keyed by account id. Call inside the change's transaction."""
+    _checked(topic, event)
     await conn.execute(
         "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
         topic.name,
@@ -53,7 +60,10 @@ async def add_many(conn: asyncpg.Connection, items: list[tuple[Topic, str, Event
         await conn.executemany(
             "INSERT INTO outbox (topic, key, event_id, payload) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (event_id) DO NOTHING",
-            [(topic.name, key, event.event_id, event.model_dump(mode="json")) for topic, key, event in items],
+            [
+                (topic.name, key, _checked(topic, event).event_id, event.model_dump(mode="json"))
+                for topic, key, event in items
+            ],
         )
 
 
@@ -72,12 +82,14 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
         *,
+        topics: frozenset[str] | None = None,
         batch_size: int = 500,
         idle_sleep: float = 0.05,
         retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._pool = pool
         self._producer = producer
+        self._topics = topics  # what this service declares it publishes; None: anything
         self._batch_size = batch_size
         self._idle_sleep = idle_sleep
         self._retention = retention
@@ -154,6 +166,8 @@ class OutboxRelay:
         batches: dict[tuple[str, int], list[BatchBuilder]] = {}
         for row in rows:
             topic, key = row["topic"], row["key"].encode()
+            if self._topics is not None and topic not in self._topics:
+                raise ValueError(f"outbox row {row['id']} is for {topic}, which this service does not publish")
             if topic not in partitions:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
             choices = partitions[topic]
@@ -192,7 +206,7 @@ def _key_hash(key: bytes) -> int:
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
-def outbox_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def outbox_producer(bootstrap_servers: str, client_id: str, **options: Any) -> AIOKafkaProducer:
     # Idempotent with acks=all: a retried send never duplicates on the broker.
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -202,4 +216,5 @@ def outbox_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         linger_ms=5,
         # The relay builds its own batches (OutboxRelay._publish): fewer, larger ones.
         max_batch_size=256 * 1024,
+        **options,
     )

@@ -11,7 +11,19 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     database_url: str = "postgresql://tollgate@127.0.0.1:55432/tollgate"
+    # Each service has a schema of its own (its Settings name the default).
+    schema_name: str
     kafka_bootstrap_servers: str = "127.0.0.1:59092"
+    # Consumer groups are "<group_id>.<subscription>"; by default the service's name.
+    group_id: str | None = None
+    # Replicas of each topic created at start; None keeps the topic catalog's (a
+    # one-node dev broker needs 1).
+    kafka_topic_replicas: int | None = Field(default=None, ge=1)
+    # False runs the HTTP edge and the outbox relay only: a replica that serves requests
+    # and leaves consuming to the others (and a test's extra process).
+    consumers_enabled: bool = True
+    # Caps every consumer's batch (None: each subscription's own size).
+    consumer_max_records: int | None = Field(default=None, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from tollgate_shared import outbox
 from tollgate_shared.bus import ensure_topics
 from tollgate_shared.contracts import KeyRevoked, Topic, event_id_for
+from tollgate_shared.contracts.keys import KEYS_MESSAGES
 from tollgate_shared.kafka_reader import read_topic
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
@@ -29,8 +30,8 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
 
 @pytest.fixture
 async def topic(kafka_bootstrap: str) -> Topic:
-    t = Topic(f"test.outbox.{secrets.token_hex(4)}", partitions=1)
-    await ensure_topics(kafka_bootstrap, (t,))
+    t = Topic(f"test.outbox.{secrets.token_hex(4)}", KEYS_MESSAGES, "a test's", partitions=1)
+    await ensure_topics(kafka_bootstrap, (t,), replicas=1)
     return t
 
 
@@ -101,8 +102,8 @@ class TestOutbox:
         # The relay builds its own record batches; a small batch size makes it open several
         # per partition. Each account must still land on the partition Kafka's default
         # partitioner picks for its key, in the order the rows were written.
-        topic = Topic(f"test.outbox.{secrets.token_hex(4)}", partitions=6)
-        await ensure_topics(kafka_bootstrap, (topic,))
+        topic = Topic(f"test.outbox.{secrets.token_hex(4)}", KEYS_MESSAGES, "a test's", partitions=6)
+        await ensure_topics(kafka_bootstrap, (topic,), replicas=1)
         pool = await private_schema("shared")
         accounts = [f"cus_{n}" for n in range(20)]
         async with pool.acquire() as conn, conn.transaction():

@@ -7,6 +7,7 @@ from tollgate_shared.settings import ServiceSettings, secret_validator
 
 class Example(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EXAMPLE_")
+    schema_name: str = "example"
     token: SecretStr
     _secrets = secret_validator("token")
 

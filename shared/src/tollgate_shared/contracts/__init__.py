@@ -24,7 +24,7 @@ from .keys import (
     parse_usage,
     usage_from,
 )
-from .ledger import BalanceAlert, BalanceUpdated
+from .ledger import BalanceAlert, BalanceUpdated, credits_account, overdrawn_account, prepaid_account
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
 
@@ -51,9 +51,12 @@ __all__ = [
     "UsageIntake",
     "UsageRecorded",
     "UsageReported",
+    "credits_account",
     "event_id_for",
     "keys_event",
+    "overdrawn_account",
     "parse_usage",
     "payments_event",
+    "prepaid_account",
     "usage_from",
 ]

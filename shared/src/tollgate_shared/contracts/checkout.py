@@ -94,6 +94,16 @@ class DisputeClosed(DisputeFact):
     outcome: Literal["won", "lost"]
 
 
+PAYMENTS_MESSAGES = (
+    PaymentSucceeded,
+    SubscriptionStarted,
+    InvoicePaymentFailed,
+    InvoicePaid,
+    SubscriptionEnded,
+    PaymentRefunded,
+    DisputeOpened,
+    DisputeClosed,
+)
 PaymentsEvent = Annotated[
     PaymentSucceeded
     | SubscriptionStarted

@@ -52,6 +52,7 @@ class KeyToppedUp(Event):
     key_display: str
 
 
+KEYS_MESSAGES = (KeyIssued, KeyRevoked, KeyToppedUp)
 KeysEvent = Annotated[KeyIssued | KeyRevoked | KeyToppedUp, Field(discriminator="event_type")]
 keys_event = TypeAdapter[KeysEvent](KeysEvent)
 

@@ -1,10 +1,30 @@
-"""Events the ledger publishes: balances (compacted, keyed by ledger account) and alerts."""
+"""Events the ledger publishes: balances (compacted, keyed by ledger account) and alerts.
+
+Ledger account ids name their owner and purpose: `customer:<account id>:credits` is the
+customer's spendable credits. Other services find an account by these functions, never
+by taking an id apart.
+"""
 
 from typing import Literal
 
 from pydantic import Field
 
 from .envelope import Event
+
+
+def credits_account(account_id: str) -> str:
+    """The ledger account holding a customer's spendable call credits."""
+    return f"customer:{account_id}:credits"
+
+
+def overdrawn_account(account_id: str) -> str:
+    """Calls a customer used beyond their credits: owed to the seller."""
+    return f"customer:{account_id}:overdrawn"
+
+
+def prepaid_account(account_id: str, asset: str) -> str:
+    """The money a customer prepaid for credits not yet used, in `asset` (e.g. USD/2)."""
+    return f"customer:{account_id}:prepaid:{asset}"
 
 
 class BalanceUpdated(Event):
@@ -36,6 +56,11 @@ class BalanceUpdated(Event):
         "A service that consumes credits itself subtracts what it consumed beyond this from `available`.",
     )
     version: int
+
+    @property
+    def is_credits(self) -> bool:
+        """Whether this is the owner's spendable credits (see `credits_account`)."""
+        return self.ledger_account == credits_account(self.account_id)
 
 
 class BalanceAlert(Event):
