@@ -1,4 +1,6 @@
--- API keys. Only an HMAC-SHA256 of the key is stored, never the plaintext.
+-- API keys, their limits and current rate windows, and the prepaid credits keys
+-- consumes against. Only an HMAC-SHA256 of a key is stored, never the plaintext.
+-- The validation rules that read and write these rows are in ../sql/validation.sql.
 CREATE TABLE keys (
     id          uuid PRIMARY KEY,
     account_id  text        NOT NULL,
@@ -15,7 +17,58 @@ CREATE TABLE keys (
     source_ref  text        NOT NULL UNIQUE,
     created_at  timestamptz NOT NULL DEFAULT now(),
     revoked_at  timestamptz,
+    -- Limits from plan features (api:rate:minute:N and so on); NULL is no limit.
+    requests_per_minute int CHECK (requests_per_minute > 0),
+    requests_per_hour   int CHECK (requests_per_hour > 0),
+    requests_per_day    int CHECK (requests_per_day > 0),
+    units_per_minute    int CHECK (units_per_minute > 0),
+    -- What payment events refer to: the subscription (metered) or the payment (packs).
+    subscription_id     text,
+    payment_intent_id   text,
+    -- Set when an invoice fails: the key stops at this time unless a payment arrives first.
+    suspend_at          timestamptz,
+    -- Rotation: the successor this key is an alias of until its grace (expires_at) ends.
+    rotated_to          uuid REFERENCES keys (id),
+    -- Where a rotated key's successor is delivered (encrypted, through the notifier).
+    customer_email      text,
+    product_name        text,
+    -- The current fixed, clock-aligned windows, kept in the key's own row so that the
+    -- one row lock and the one UPDATE of a validation cover quota and windows together.
+    minute_start    timestamptz,
+    minute_requests bigint NOT NULL DEFAULT 0,
+    minute_units    bigint NOT NULL DEFAULT 0,
+    hour_start      timestamptz,
+    hour_requests   bigint NOT NULL DEFAULT 0,
+    day_start       timestamptz,
+    day_requests    bigint NOT NULL DEFAULT 0,
     -- the quota can never be overdrawn, whatever the code above it does
     CONSTRAINT quota_within_limit CHECK (quota_limit IS NULL OR quota_used <= quota_limit)
 );
 CREATE INDEX keys_account ON keys (account_id);
+CREATE INDEX keys_subscription ON keys (subscription_id) WHERE subscription_id IS NOT NULL;
+CREATE INDEX keys_payment_intent ON keys (payment_intent_id) WHERE payment_intent_id IS NOT NULL;
+
+-- Packs bought again by a customer who already holds a key for the plan top that key up.
+-- One row per paid Checkout Session: a redelivered payment adds nothing.
+CREATE TABLE key_topups (
+    source_ref text PRIMARY KEY,
+    key_id     uuid        NOT NULL REFERENCES keys (id),
+    credits    bigint      NOT NULL CHECK (credits > 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Prepaid credits, exact: the keys service learns each account's available credits from
+-- the ledger (ledger.balances) and consumes against them atomically with the quota and
+-- the rate limits. Its view of what is available:
+--   ledger_available - (consumed_total - ledger_usage_total)
+-- The ledger's balance at `ledger_version` already reflects `ledger_usage_total` units
+-- of usage; what this service consumed beyond that is still on its way to the ledger.
+-- When all events have drained the two numbers agree to the unit.
+CREATE TABLE account_credits (
+    account_id         text PRIMARY KEY,
+    ledger_available   bigint,           -- NULL until the ledger's first balance arrives
+    ledger_usage_total bigint NOT NULL DEFAULT 0,
+    ledger_version     bigint NOT NULL DEFAULT 0,
+    consumed_total     bigint NOT NULL DEFAULT 0,
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);

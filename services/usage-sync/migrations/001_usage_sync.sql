@@ -21,3 +21,19 @@ CREATE TABLE usage_windows (
     PRIMARY KEY (account_id, meter, window_start)
 );
 CREATE INDEX usage_windows_due ON usage_windows (state, next_attempt_at) WHERE state <> 'confirmed';
+
+-- Upstream re-publishes (a relay that crashed after Kafka acknowledged) are dropped by a
+-- per-key watermark of cumulative units (tollgate_shared.usage_dedup).
+CREATE TABLE key_watermarks (
+    key_id      text PRIMARY KEY,
+    units_total bigint NOT NULL
+);
+
+-- Members already counted by "count unique" meters, per window.
+CREATE TABLE usage_window_members (
+    account_id   text        NOT NULL,
+    meter        text        NOT NULL,
+    window_start timestamptz NOT NULL,
+    member       text        NOT NULL,
+    PRIMARY KEY (account_id, meter, window_start, member)
+);

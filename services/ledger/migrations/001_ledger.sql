@@ -1,67 +1,94 @@
--- The book of record: account flags enforced by the database, a hash chain over the
--- journal, accounting periods, two-phase transfers, credit grants and balance alerts.
+-- The double-entry book of record. Amounts are integers in the asset's smallest unit:
+-- a positive posting is a debit, a negative one a credit. The rules the database itself
+-- enforces on these tables (balanced transactions, an append-only journal, closed
+-- accounts) are in ../sql/journal_rules.sql.
 
 -- Accounts: who owns them, how available balance is computed, when to warn.
-ALTER TABLE accounts
-    ADD COLUMN owner_kind text NOT NULL DEFAULT 'customer'
-        CHECK (owner_kind IN ('customer', 'subscription', 'system')),
+CREATE TABLE accounts (
+    id         text PRIMARY KEY,
+    owner      text        NOT NULL,
+    owner_kind text        NOT NULL DEFAULT 'customer' CHECK (owner_kind IN ('customer', 'subscription', 'system')),
+    type       text        NOT NULL CHECK (type IN ('asset', 'liability', 'revenue', 'expense', 'equity')),
+    asset      text        NOT NULL,
+    flags      text[]      NOT NULL DEFAULT '{}' CHECK (flags <@ ARRAY['no_overdraft', 'no_positive', 'closed']),
     -- 'conservative': available = posted less pending outflows (TigerBeetle, Blnk);
     -- 'optimistic':   available = posted plus all pending activity (Moesif).
-    ADD COLUMN spend_rule text NOT NULL DEFAULT 'conservative' CHECK (spend_rule IN ('conservative', 'optimistic')),
-    ADD COLUMN low_balance_threshold bigint CHECK (low_balance_threshold >= 0),
-    ADD CONSTRAINT accounts_known_flags CHECK (flags <@ ARRAY['no_overdraft', 'no_positive', 'closed']);
+    spend_rule text        NOT NULL DEFAULT 'conservative' CHECK (spend_rule IN ('conservative', 'optimistic')),
+    low_balance_threshold bigint CHECK (low_balance_threshold >= 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX accounts_owner ON accounts (owner);
 
--- Balances carry the account's direction and flags so that the database itself refuses
--- any change that would break them, whatever code path made it.
-ALTER TABLE balances
-    ADD COLUMN credit_normal boolean NOT NULL DEFAULT true,
-    ADD COLUMN no_overdraft  boolean NOT NULL DEFAULT false,
-    ADD COLUMN no_positive   boolean NOT NULL DEFAULT false,
-    ADD COLUMN closed        boolean NOT NULL DEFAULT false,
-    -- Last alert published, so each crossing is announced once: ok | low | exhausted.
-    ADD COLUMN alert_state   text    NOT NULL DEFAULT 'ok',
-    ADD CONSTRAINT balances_no_overdraft CHECK (
-        NOT no_overdraft OR CASE WHEN credit_normal
-            THEN debits_posted + debits_pending <= credits_posted
-            ELSE credits_posted + credits_pending <= debits_posted END),
-    ADD CONSTRAINT balances_no_positive CHECK (
-        NOT no_positive OR CASE WHEN credit_normal
-            THEN credits_posted + credits_pending <= debits_posted
-            ELSE debits_posted + debits_pending <= credits_posted END);
-
-CREATE FUNCTION refuse_closed_account_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF OLD.closed AND (NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending)
-        IS DISTINCT FROM (OLD.debits_posted, OLD.credits_posted, OLD.debits_pending, OLD.credits_pending) THEN
-        RAISE EXCEPTION 'account % is closed', OLD.account_id USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER balances_closed_accounts BEFORE UPDATE ON balances
-    FOR EACH ROW EXECUTE FUNCTION refuse_closed_account_change();
-
--- The hash chain: each journal transaction's hash covers its content and the previous
--- hash, so editing any row (even with triggers disabled) breaks every later link.
--- `created_at` is set by the writer, because it is part of what the hash covers.
-ALTER TABLE journal_transactions
-    ADD COLUMN seq       bigint NOT NULL UNIQUE,
-    ADD COLUMN period    text   NOT NULL,
-    ADD COLUMN prev_hash bytea  NOT NULL,
-    ADD COLUMN hash      bytea  NOT NULL UNIQUE,
-    ALTER COLUMN created_at DROP DEFAULT;
+-- The journal, hash-chained: each transaction's hash covers its content and the
+-- previous hash, so editing any row (even with triggers disabled) breaks every later
+-- link. `created_at` is set by the writer, because it is part of what the hash covers.
+CREATE TABLE journal_transactions (
+    id              bigserial PRIMARY KEY,
+    seq             bigint      NOT NULL UNIQUE,
+    idempotency_key text        NOT NULL UNIQUE,
+    kind            text        NOT NULL,
+    business_time   timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL,
+    period          text        NOT NULL,
+    source_ref      text,
+    reverses        bigint REFERENCES journal_transactions (id),
+    prev_hash       bytea       NOT NULL,
+    hash            bytea       NOT NULL UNIQUE
+);
 CREATE INDEX journal_transactions_period ON journal_transactions (period, id);
 CREATE INDEX journal_transactions_business_time ON journal_transactions (business_time);
 CREATE INDEX journal_transactions_source_ref ON journal_transactions (source_ref);
 
--- The chain's head. Writers lock it last, after their balance rows, so the whole
--- journal has one order; one lock per database transaction (burns and transfers are
--- batched), not one per entry.
+CREATE TABLE postings (
+    id         bigserial PRIMARY KEY,
+    tx_id      bigint NOT NULL REFERENCES journal_transactions (id),
+    account_id text   NOT NULL REFERENCES accounts (id),
+    asset      text   NOT NULL,
+    amount     bigint NOT NULL CHECK (amount <> 0)
+);
+CREATE INDEX postings_tx ON postings (tx_id);
+CREATE INDEX postings_account ON postings (account_id, tx_id);
+
+-- The chain's head. Writers lock it after their balance rows, so the whole journal has
+-- one order; one lock per database transaction (burns and transfers are batched), not
+-- one per entry.
 CREATE TABLE chain_head (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     seq       bigint NOT NULL,
     hash      bytea  NOT NULL
 );
 INSERT INTO chain_head (seq, hash) VALUES (0, '\x0000000000000000000000000000000000000000000000000000000000000000');
+
+-- Running totals per account, kept in the same transaction as the postings. They carry
+-- the account's direction and flags so that the database itself refuses any change
+-- that would break them, whatever code path made it.
+CREATE TABLE balances (
+    account_id      text PRIMARY KEY REFERENCES accounts (id),
+    debits_posted   bigint  NOT NULL DEFAULT 0,
+    credits_posted  bigint  NOT NULL DEFAULT 0,
+    debits_pending  bigint  NOT NULL DEFAULT 0,
+    credits_pending bigint  NOT NULL DEFAULT 0,
+    version         bigint  NOT NULL DEFAULT 0,
+    credit_normal   boolean NOT NULL DEFAULT true,
+    no_overdraft    boolean NOT NULL DEFAULT false,
+    no_positive     boolean NOT NULL DEFAULT false,
+    closed          boolean NOT NULL DEFAULT false,
+    -- Last alert published, so each crossing is announced once: ok | low | exhausted.
+    alert_state     text    NOT NULL DEFAULT 'ok',
+    -- Cumulative usage units booked against a customer's credits account (burned or
+    -- overdrawn), published with its balance: the keys service subtracts what it
+    -- consumed beyond this from the available balance, so it can gate spending before
+    -- the ledger has caught up.
+    usage_total     bigint  NOT NULL DEFAULT 0 CHECK (usage_total >= 0),
+    CONSTRAINT balances_no_overdraft CHECK (
+        NOT no_overdraft OR CASE WHEN credit_normal
+            THEN debits_posted + debits_pending <= credits_posted
+            ELSE credits_posted + credits_pending <= debits_posted END),
+    CONSTRAINT balances_no_positive CHECK (
+        NOT no_positive OR CASE WHEN credit_normal
+            THEN credits_posted + credits_pending <= debits_posted
+            ELSE debits_posted + debits_pending <= credits_posted END)
+);
 
 -- Accounting periods (calendar months, UTC). Closing one stamps every account's
 -- opening + activity = closing with the chain position; a closed period takes no
@@ -85,10 +112,6 @@ CREATE TABLE period_balances (
     PRIMARY KEY (period, account_id),
     CHECK (opening + debits - credits = closing)
 );
-CREATE TRIGGER periods_append_only BEFORE UPDATE OR DELETE ON periods
-    FOR EACH ROW EXECUTE FUNCTION forbid_journal_change();
-CREATE TRIGGER period_balances_append_only BEFORE UPDATE OR DELETE ON period_balances
-    FOR EACH ROW EXECUTE FUNCTION forbid_journal_change();
 
 -- Two-phase transfers: a hold counts in the pending columns of both accounts' balances
 -- until it is posted (in full or in part), voided, or expires.
@@ -134,7 +157,7 @@ CREATE INDEX credit_grants_expiry ON credit_grants (expires_at) WHERE remaining 
 CREATE INDEX credit_grants_source_ref ON credit_grants (source_ref);
 
 -- Upstream re-publishes of usage are dropped by a per-key watermark of cumulative units
--- (tollgate_shared.usage_dedup, which usage-sync uses on its own table of this name).
+-- (tollgate_shared.usage_dedup).
 CREATE TABLE key_watermarks (
     key_id      text PRIMARY KEY,
     units_total bigint NOT NULL

@@ -1,40 +1,29 @@
--- The current rate windows live in the key row, not in rate_counters.
+-- Validation: every rule that decides whether a key may be used, in one place.
 --
--- The windows are the same fixed, clock-aligned windows as before (002). What changes is
--- where the current one is kept: a key's minute, hour and day windows are columns of its
--- row, reset when the clock has moved on to a new window. The batch statement already
--- locks and reads every key row it decides; with the windows there it no longer joins
--- rate_counters three times per request, nor upserts it afterwards: the one UPDATE of the
--- key row writes quota and windows together. PostgreSQL CPU per consume_and_record() call
--- for keys with minute, hour and day limits: 515-538 → 431-454 µs for a batch of one,
--- 1,982-2,091 → 1,449-1,565 µs for a batch of 20 (pgbench, prepared, one client, CPU of
--- all PostgreSQL processes; two runs each). Keys without limits cost the same as before.
--- Past windows were history nobody read; only the current ones carry over.
-ALTER TABLE keys
-    ADD COLUMN minute_start    timestamptz,
-    ADD COLUMN minute_requests bigint NOT NULL DEFAULT 0,
-    ADD COLUMN minute_units    bigint NOT NULL DEFAULT 0,
-    ADD COLUMN hour_start      timestamptz,
-    ADD COLUMN hour_requests   bigint NOT NULL DEFAULT 0,
-    ADD COLUMN day_start       timestamptz,
-    ADD COLUMN day_requests    bigint NOT NULL DEFAULT 0;
+-- consume_batch() decides a batch of requests (p_consume true: consuming, under row
+-- locks; false: only checking, nothing locked or written, so the rules exist once).
+-- A request is refused for the first of revoked, suspended, expired, quota_exceeded,
+-- rate_limited (minute requests, minute units, hour, day) or insufficient_balance that
+-- applies; requests for one key are decided in the order they arrived, each seeing the
+-- ones before it. Deciding and consuming are one atomic step under the key's row lock,
+-- so any number of concurrent callers and replicas stay exact.
+--
+-- Rate windows are fixed and aligned to the clock (UTC minute, hour, day): exact and
+-- auditable (a window holds at most N, provably), one set of counters per key, and no
+-- clock arithmetic across replicas, since every consumer of a key serialises on its row
+-- lock and reads the clock after taking it. The known cost is the boundary burst: up to
+-- 2N around a window edge; a plan that must bound bursts adds a shorter window.
+--
+-- A batch consumes only under locks it holds, even across a rotation. The lock
+-- statements resolve a rotated key to its successor with the snapshot they started
+-- with; if the rotation commits while the batch waits for the old key's lock, the later
+-- read resolves the old key to a successor the batch never locked, and a caller of the
+-- successor would lose its count to the batch's UPDATE. So the batch remembers what it
+-- locked and, before deciding a key or an account it did not lock, gives up with a
+-- serialization failure: nothing is written, and the service runs the batch again,
+-- which then locks the successor. Taking the missing lock on the spot instead would
+-- break the one global lock order that keeps batches from deadlocking.
 
-UPDATE keys k SET minute_start = c.window_start, minute_requests = c.requests, minute_units = c.units
-FROM (SELECT DISTINCT ON (key_id) key_id, window_start, requests, units FROM rate_counters
-      WHERE period = 'minute' ORDER BY key_id, window_start DESC) c
-WHERE k.id = c.key_id;
-UPDATE keys k SET hour_start = c.window_start, hour_requests = c.requests
-FROM (SELECT DISTINCT ON (key_id) key_id, window_start, requests FROM rate_counters
-      WHERE period = 'hour' ORDER BY key_id, window_start DESC) c
-WHERE k.id = c.key_id;
-UPDATE keys k SET day_start = c.window_start, day_requests = c.requests
-FROM (SELECT DISTINCT ON (key_id) key_id, window_start, requests FROM rate_counters
-      WHERE period = 'day' ORDER BY key_id, window_start DESC) c
-WHERE k.id = c.key_id;
-DROP TABLE rate_counters;
-
--- The rules and the locking are 005's, unchanged; only where the windows come from and
--- go to differs.
 CREATE OR REPLACE FUNCTION consume_batch(p_hashes bytea[], p_units bigint[], p_consume boolean)
 RETURNS TABLE (idx int, outcome text, key_id uuid, account_id text, plan text, billing text, quota_limit bigint,
                quota_used bigint, expires_at timestamptz, rate_limit bigint, rate_remaining bigint,
@@ -57,16 +46,20 @@ DECLARE
     w_keys uuid[] := '{}'; w_used bigint[] := '{}';
     w_m_req bigint[] := '{}'; w_m_units bigint[] := '{}'; w_h_req bigint[] := '{}'; w_d_req bigint[] := '{}';
     w_accounts text[] := '{}'; w_spent bigint[] := '{}';
+    -- What the lock statements locked; only these may be consumed.
+    locked_keys uuid[]; locked_accounts text[];
 BEGIN
     IF p_consume THEN
         -- Accounts first, then keys in id order (a rotated key's successor in its place):
         -- batches in any process take row locks in one global order, so none deadlock.
-        PERFORM 1 FROM account_credits a
-        WHERE a.account_id IN (SELECT k.account_id FROM keys k WHERE k.key_hash = ANY(p_hashes) AND k.billing = 'prepaid')
-        ORDER BY a.account_id FOR UPDATE;
-        PERFORM 1 FROM keys k WHERE k.id IN (
-            SELECT coalesce(a.rotated_to, a.id) FROM keys a WHERE a.key_hash = ANY(p_hashes)
-        ) ORDER BY k.id FOR UPDATE;
+        locked_accounts := ARRAY(
+            SELECT a.account_id FROM account_credits a
+            WHERE a.account_id IN (SELECT k.account_id FROM keys k WHERE k.key_hash = ANY(p_hashes) AND k.billing = 'prepaid')
+            ORDER BY a.account_id FOR UPDATE);
+        locked_keys := ARRAY(
+            SELECT k.id FROM keys k WHERE k.id IN (
+                SELECT coalesce(a.rotated_to, a.id) FROM keys a WHERE a.key_hash = ANY(p_hashes)
+            ) ORDER BY k.id FOR UPDATE);
     END IF;
     -- A new statement, so a new snapshot: it sees what the lock holders before us committed.
     FOR r IN
@@ -101,10 +94,18 @@ BEGIN
             CONTINUE;
         END IF;
         IF r.id IS DISTINCT FROM cur THEN
+            IF p_consume AND NOT r.id = ANY(locked_keys) THEN
+                RAISE EXCEPTION 'key % was not locked by this batch (rotated while it waited?)', r.id
+                    USING ERRCODE = 'serialization_failure', HINT = 'Run the batch again.';
+            END IF;
             cur := r.id; used := r.q_used;
             m_req := r.m_req0; m_units := r.m_units0; h_req := r.h_req0; d_req := r.d_req0;
         END IF;
         IF r.key_billing = 'prepaid' AND r.account IS DISTINCT FROM cur_account THEN
+            IF p_consume AND NOT r.account = ANY(locked_accounts) THEN
+                RAISE EXCEPTION 'account % was not locked by this batch', r.account
+                    USING ERRCODE = 'serialization_failure', HINT = 'Run the batch again.';
+            END IF;
             cur_account := r.account; spent := r.consumed_total;
         END IF;
         reason := CASE
@@ -117,8 +118,8 @@ BEGIN
             WHEN r.rph IS NOT NULL AND h_req + 1 > r.rph THEN 'rate_limited'
             WHEN r.rpd IS NOT NULL AND d_req + 1 > r.rpd THEN 'rate_limited'
             -- Prepaid credits: what the ledger last said was available, less what this
-            -- service consumed that the ledger had not yet booked (see 004). No gate
-            -- until the ledger's first balance for the account arrives.
+            -- service consumed that the ledger had not yet booked (account_credits).
+            -- No gate until the ledger's first balance for the account arrives.
             WHEN r.key_billing = 'prepaid' AND r.ledger_available IS NOT NULL
                  AND r.ledger_available - (spent - r.ledger_usage_total) < r.units THEN 'insufficient_balance'
         END;
@@ -169,7 +170,57 @@ BEGIN
         WHERE a.account_id = w.account_id;
     END IF;
 END $$;
--- As in 005: a batch is a handful of point lookups by unique index; plan it once, generic.
+
+
+-- consume_and_record() runs consume_batch() and writes the accepted calls' usage events
+-- to the outbox in one statement: its own implicit transaction, and PostgreSQL answers
+-- only after the commit, so every answer follows its usage event's durable write.
+-- plpgsql rather than sql: plpgsql keeps its statements' plans for the session, while
+-- a sql function plans them again on every call.
+CREATE OR REPLACE FUNCTION consume_and_record(p_hashes bytea[], p_units bigint[], p_routes text[],
+                                              p_methods text[], p_statuses int[])
+RETURNS TABLE (idx int, outcome text, key_id uuid, account_id text, plan text, billing text, quota_limit bigint,
+               quota_used bigint, expires_at timestamptz, rate_limit bigint, rate_remaining bigint,
+               rate_reset timestamptz)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    WITH decided AS (
+        SELECT * FROM consume_batch(p_hashes, p_units, true)
+    ), recorded AS (
+        -- The payload is UsageRecorded's JSON (tollgate_shared.contracts.keys); an
+        -- integration test parses it with the contract and compares the field set.
+        -- Ordered so that, per key, outbox ids (the relay's publishing order) rise with
+        -- key_units_total: consumers drop re-published duplicates by that watermark.
+        INSERT INTO outbox (topic, key, event_id, payload)
+        SELECT 'usage.recorded', r.account_id, r.event_id,
+               jsonb_build_object(
+                   'event_id', r.event_id,
+                   'schema_version', 1,
+                   'occurred_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'correlation_id', NULL,
+                   'causation_id', NULL,
+                   'event_type', 'UsageRecorded',
+                   'key_id', r.key_id,
+                   'account_id', r.account_id,
+                   'plan', r.plan,
+                   'billing', r.billing,
+                   'units', p_units[r.idx],
+                   'key_units_total', r.quota_used,
+                   'route', p_routes[r.idx],
+                   'method', p_methods[r.idx],
+                   'status', p_statuses[r.idx])
+        FROM (SELECT d.*, gen_random_uuid() AS event_id FROM decided d WHERE d.outcome = 'ok') r
+        ORDER BY r.key_id, r.quota_used
+    )
+    SELECT * FROM decided;
+END $$;
+
+-- A batch is always a handful of point lookups by unique index, but a custom plan, which
+-- knows the batch size, always looks cheaper than the generic one and is re-planned on
+-- every call. So the plans are pinned: generic (planned once per connection), index
+-- access only.
 ALTER FUNCTION consume_batch(bytea[], bigint[], boolean)
     SET plan_cache_mode = force_generic_plan
     SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;
+ALTER FUNCTION consume_and_record(bytea[], bigint[], text[], text[], int[]) SET plan_cache_mode = force_generic_plan;
