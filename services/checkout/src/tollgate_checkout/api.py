@@ -1,15 +1,28 @@
 """Checkout's HTTP edge: create sessions, receive Stripe webhooks."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate_shared.http import ApiError
+from tollgate_shared.runtime import Runtime
 
 from . import metrics
+from .config import Settings
+from .domain import Catalog
 from .handlers import StartCheckout, WebhookSecret, ingest_webhook, start_checkout, verify_webhook
-from .wiring import Deps
+from .stripe_gateway import StripeCheckout
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    runtime: Runtime
+    catalog: Catalog
+    gateway: StripeCheckout
+
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 

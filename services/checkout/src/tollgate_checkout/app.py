@@ -4,20 +4,21 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from tollgate_shared.runtime import Runtime, service_app
+from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
+from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
 from . import api
 from .config import Settings
 from .domain import Catalog
 from .stripe_gateway import StripeCheckout, make_client
-from .wiring import Deps
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+SPEC = ServiceSpec("checkout", "Tollgate checkout", publishes=(PAYMENTS_EVENTS,))
 
 
 def build_app(settings: Settings) -> FastAPI:
-    runtime = Runtime("checkout", "checkout", settings, MIGRATIONS)
+    runtime = Runtime(SPEC, settings, SERVICE_DIR)
     client = make_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
     gateway = StripeCheckout(client, settings.success_url, settings.cancel_url)
-    deps = Deps(settings, runtime, Catalog.load(settings.plans_file), gateway)
+    deps = api.Deps(settings, runtime, Catalog.load(settings.plans_file), gateway)
     return service_app(runtime, api.router(deps))

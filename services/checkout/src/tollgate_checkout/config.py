@@ -12,6 +12,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
 
     http_port: int = 8101
+    schema_name: str = "checkout"
     stripe_api_key: SecretStr
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: SecretStr

@@ -12,6 +12,7 @@ from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.http import ApiError
 from tollgate_shared.logging import get_logger
 
+from . import repo
 from .domain import Catalog, UnknownPlan, Unprocessable, payment_fact
 from .stripe_gateway import CreatedSession, StripeCheckout
 
@@ -84,15 +85,7 @@ async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, catalog: Cat
         fact, outcome = None, "unprocessable"
         log.error("stripe event cannot be processed", reason=str(exc), stripe_event_id=event["id"])
     async with pool.acquire() as conn, conn.transaction():
-        inserted = await conn.fetchval(
-            "INSERT INTO stripe_events (id, type, outcome, payload) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (id) DO NOTHING RETURNING 1",
-            event["id"],
-            event["type"],
-            outcome,
-            event,
-        )
-        if not inserted:
+        if not await repo.record_event(conn, event, outcome):
             return "duplicate"
         if fact is not None:
             # Keyed by customer, so one customer's facts stay in order on one partition.

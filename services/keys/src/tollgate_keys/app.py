@@ -4,25 +4,31 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tollgate_shared.runtime import Runtime, service_app
+from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
+from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
-from . import api, consumers
+from . import admin_api, api, consumers
 from .batcher import Batcher
 from .config import Settings
 from .fastpath import ValidateFastPath
 from .handlers import KeySecrets
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+SPEC = ServiceSpec(
+    "keys",
+    "Tollgate keys",
+    subscriptions=consumers.SUBSCRIPTIONS,
+    publishes=(KEYS_EVENTS, USAGE_RECORDED),
+)
 
 
 def build_app(settings: Settings) -> ValidateFastPath:
-    runtime = Runtime("keys", settings.schema_name, settings, MIGRATIONS)
     secrets = KeySecrets(
         environment=settings.key_environment,
         hash_secret=settings.hash_secret.get_secret_value().encode(),
         delivery=Fernet(settings.delivery_key.get_secret_value()),
     )
-    consumers.register(runtime.broker, runtime, secrets, settings.payment_failure_grace_s)
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(secrets, settings.payment_failure_grace_s))
     batcher = Batcher(lambda: runtime.pool)
 
     async def start() -> None:
@@ -30,10 +36,11 @@ def build_app(settings: Settings) -> ValidateFastPath:
 
     app = service_app(
         runtime,
-        api.router(runtime, secrets, settings.admin_token.get_secret_value(), batcher),
+        api.router(runtime, secrets, batcher),
+        admin_api.router(runtime, secrets, settings.admin_token.get_secret_value()),
         on_start=[start],
         on_stop=[batcher.stop],
     )
     # Outermost, ahead of FastAPI's own middleware stack: on the hot path that stack cost
-    # more than the validation it wrapped (a profile under load; see fastpath.py).
+    # more than the validation it wrapped (see fastpath.py).
     return ValidateFastPath(app, handle=lambda body: api.answer(body, runtime, secrets, batcher))

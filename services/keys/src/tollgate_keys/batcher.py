@@ -9,13 +9,10 @@ own answer. Under light load a batch is a single request, so latency does not wa
 company. Each worker keeps its own connection: a pool's acquire and release cost a
 round trip of their own (the connection reset) on every batch.
 
-One batch is in flight at a time unless a backlog of `backlog` requests waits; then a
-second worker sends one too. At a steady 1,000 validations/s two batches in flight at
-once made each slower (statement time p50 1.1-1.2 ms instead of 0.9; bench-keys's set-up
-with the statement timed in the service); flat out, the second batch adds ~30% more
-validations/s (one worker: 3,500/s, two: 4,700/s). A backlog of 2 already means the
-batch in flight is slow, and those are the requests that make the p99: at 1,000/s, p99
-was 3.4-3.9 ms in six runs with a backlog of 2, and 3.2-7.4 ms with a backlog of 8.
+One batch is in flight at a time unless `backlog` requests wait; then a second worker
+sends one too. Under light load a second batch shares the cores and the WAL flush with
+the first and slows both; once requests queue, the batch in flight is slow, and a
+second one raises throughput and shortens the queue (BENCHMARKS.md, bench-keys).
 """
 
 import asyncio

@@ -1,8 +1,11 @@
-"""Kafka subscribers of the keys service."""
+"""What the keys service consumes: payment facts (keys issued, suspended, resumed, revoked)
+and the ledger's balances (the credits it gates spending on)."""
 
-from faststream.kafka import KafkaBroker
+from dataclasses import dataclass
 
-from tollgate_shared.bus import subscribe
+import asyncpg
+
+from tollgate_shared.consumer import Subscription
 from tollgate_shared.contracts import (
     BalanceUpdated,
     InvoicePaid,
@@ -15,33 +18,47 @@ from tollgate_shared.contracts import (
     payments_event,
 )
 from tollgate_shared.contracts.topics import LEDGER_BALANCES, PAYMENTS_EVENTS
-from tollgate_shared.runtime import Runtime
 
 from .handlers import KeySecrets, invoice_paid, issue_key, learn_balance, payment_failed, revoke_keys_of
 
-GROUP = "keys"
+
+@dataclass(frozen=True)
+class Deps:
+    secrets: KeySecrets
+    payment_failure_grace_s: float
 
 
-def register(broker: KafkaBroker, runtime: Runtime, secrets: KeySecrets, payment_failure_grace_s: float) -> None:
-    async def on_payment(event: PaymentsEvent) -> None:
+async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[PaymentsEvent]) -> None:
+    for event in events:
         match event:
             case PaymentSucceeded() | SubscriptionStarted():
-                await issue_key(event, runtime.pool, secrets)
+                await issue_key(event, conn, deps.secrets)
             case InvoicePaymentFailed():
-                await payment_failed(event, runtime.pool, payment_failure_grace_s)
+                await payment_failed(event, conn, deps.payment_failure_grace_s)
             case InvoicePaid():
-                await invoice_paid(event, runtime.pool)
+                await invoice_paid(event, conn)
             case SubscriptionEnded() | PaymentRefunded():
-                await revoke_keys_of(event, runtime.pool)
+                await revoke_keys_of(event, conn)
 
-    async def on_balance(event: BalanceUpdated) -> None:
-        await learn_balance(event, runtime.pool)
 
-    subscribe(broker, PAYMENTS_EVENTS, group_id=GROUP, parse=payments_event.validate_json, handle=on_payment)
-    subscribe(
-        broker,
-        LEDGER_BALANCES,
-        group_id=f"{GROUP}.balances",
-        parse=BalanceUpdated.model_validate_json,
-        handle=on_balance,
-    )
+async def on_balances(_deps: Deps, conn: asyncpg.Connection, events: list[BalanceUpdated]) -> None:
+    for event in events:
+        await learn_balance(event, conn)
+
+
+PAYMENTS = Subscription(
+    "payments",
+    PAYMENTS_EVENTS,
+    payments_event.validate_json,
+    on_payments,
+    "A paid session issues a key (or tops one up); invoices suspend and resume keys; "
+    "an ended subscription or a full refund revokes them.",
+)
+BALANCES = Subscription(
+    "balances",
+    LEDGER_BALANCES,
+    BalanceUpdated.model_validate_json,
+    on_balances,
+    "A customer's credits balance: keys refuses spending beyond what the ledger says is available.",
+)
+SUBSCRIPTIONS = (PAYMENTS, BALANCES)

@@ -1,6 +1,6 @@
 """What a key may do: its limits, read from plan features, and why a request is refused.
 
-The check itself runs in PostgreSQL (the `consume` function, migrations/002), because
+The check itself runs in PostgreSQL (`consume_batch()` in sql/validation.sql), because
 deciding and consuming must be one atomic step under the key's row lock to stay exact
 with any number of concurrent callers and replicas.
 """
@@ -8,6 +8,7 @@ with any number of concurrent callers and replicas.
 import re
 from dataclasses import dataclass
 from typing import Literal
+from uuid import UUID
 
 Reason = Literal[
     "not_found",
@@ -42,3 +43,19 @@ def limits_from_features(features: tuple[str, ...] | list[str]) -> Limits:
         if name in Limits.__dataclass_fields__ and int(n) > 0:
             found.setdefault(name, int(n))
     return Limits(**found)
+
+
+class KeyNotFound(LookupError):
+    def __init__(self, key_id: UUID) -> None:
+        super().__init__(f"no key {key_id}")
+
+
+class KeyRevokedError(Exception):
+    """A revoked key stays revoked: it cannot be suspended, resumed or given an expiry."""
+
+    def __init__(self, key_id: UUID) -> None:
+        super().__init__(f"key {key_id} is revoked")
+
+
+class RotationRefused(Exception):
+    """Why a key cannot be rotated: `key_not_rotatable` or `no_email_on_file`."""

@@ -206,6 +206,42 @@ async def set_status(conn: asyncpg.Connection, key_id: UUID, status: str) -> Key
     return KeyRow(**row) if row else None
 
 
+async def locked(conn: asyncpg.Connection, key_id: UUID) -> asyncpg.Record | None:
+    """The whole key row, locked for a change that depends on what it holds."""
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM keys WHERE id = $1 FOR UPDATE", key_id)
+    return row
+
+
+async def insert_successor(
+    conn: asyncpg.Connection, old_id: UUID, new_id: UUID, key_hash: bytes, key_display: str, grace_s: float
+) -> None:
+    """A key that takes over from `old_id`: same account, plan, quota, limits and current
+    windows (so a rotation cannot double a rate limit). The old key becomes its alias
+    until the grace ends, then expires."""
+    await conn.execute(
+        "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, quota_used, "
+        "  features, source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
+        "  subscription_id, payment_intent_id, status, expires_at, customer_email, product_name, "
+        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests) "
+        "SELECT $2, account_id, $3, $4, plan, billing, quota_limit, quota_used, features, 'rotate:' || id, "
+        "  requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, subscription_id, "
+        "  payment_intent_id, status, expires_at, customer_email, product_name, "
+        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests "
+        "FROM keys WHERE id = $1",
+        old_id,
+        new_id,
+        key_hash,
+        key_display,
+    )
+    await conn.execute(
+        "UPDATE keys SET rotated_to = $2, expires_at = LEAST(coalesce(expires_at, 'infinity'), "
+        "  now() + make_interval(secs => $3)) WHERE id = $1",
+        old_id,
+        new_id,
+        grace_s,
+    )
+
+
 async def keys_where(conn: asyncpg.Connection, column: str, value: str) -> list[UUID]:
     assert column in ("subscription_id", "payment_intent_id")
     return [

@@ -5,6 +5,7 @@ import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -13,10 +14,9 @@ from cryptography.fernet import Fernet
 
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher, Request
-from tollgate_keys.domain import Limits
+from tollgate_keys.domain import Limits, RotationRefused
 from tollgate_keys.handlers import (
     KeySecrets,
-    RotationRefused,
     Validate,
     Verdict,
     issue_key,
@@ -37,6 +37,13 @@ async def pool(private_schema: MakePool) -> asyncpg.Pool:
 
 
 Check = Callable[[Validate], Awaitable[Verdict]]
+T = TypeVar("T")
+
+
+async def in_tx(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`work` in a transaction of its own, as a consumer's batch or an admin request runs it."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await work(conn)
 
 
 @pytest.fixture
@@ -83,8 +90,8 @@ class TestIssue:
             amount=Money(amount_minor=2500, currency="usd"),
             checkout_session_id=f"cs_{secrets.token_hex(6)}",
         )
-        assert await issue_key(fact, pool, SECRETS) is True
-        assert await issue_key(fact, pool, SECRETS) is False
+        assert await in_tx(pool, lambda c: issue_key(fact, c, SECRETS)) is True
+        assert await in_tx(pool, lambda c: issue_key(fact, c, SECRETS)) is False
         async with pool.acquire() as conn:
             outbox = await conn.fetch("SELECT payload FROM outbox")
             stored = await conn.fetchrow("SELECT * FROM keys")
@@ -110,10 +117,10 @@ class TestTopUp:
 
     async def test_a_second_pack_tops_up_the_key_once(self, pool: asyncpg.Pool) -> None:
         account = f"cus_{secrets.token_hex(4)}"
-        assert await issue_key(self.pack(account), pool, SECRETS) is True
+        assert await in_tx(pool, lambda c: issue_key(self.pack(account), c, SECRETS)) is True
         again = self.pack(account)
-        assert await issue_key(again, pool, SECRETS) is False  # no new key...
-        assert await issue_key(again, pool, SECRETS) is False  # ...and a redelivery adds nothing
+        assert await in_tx(pool, lambda c: issue_key(again, c, SECRETS)) is False  # no new key...
+        assert await in_tx(pool, lambda c: issue_key(again, c, SECRETS)) is False  # ...and a redelivery adds nothing
         async with pool.acquire() as conn:
             keys = await conn.fetch("SELECT quota_limit FROM keys WHERE account_id = $1", account)
             events = await conn.fetch("SELECT payload->>'event_type' AS t FROM outbox ORDER BY id")
@@ -195,7 +202,7 @@ class TestValidate:
         key = await a_key(pool)
         first = await validate(Validate(key, 1, True))
         assert first.state is not None
-        await revoke_key(first.state.key_id, "test", pool)
+        await in_tx(pool, lambda c: revoke_key(first.state.key_id, "test", c))
         assert (await validate(Validate(key, 1, True))).reason == "revoked"
 
     async def test_concurrent_callers_never_get_more_than_the_quota(self, pool: asyncpg.Pool, validate: Check) -> None:
@@ -368,7 +375,7 @@ class TestRotationAndExpiry:
             amount=Money(amount_minor=2500, currency="usd"),
             checkout_session_id=f"cs_{secrets.token_hex(6)}",
         )
-        assert await issue_key(fact, pool, SECRETS)
+        assert await in_tx(pool, lambda c: issue_key(fact, c, SECRETS))
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT k.id, o.payload FROM keys k JOIN outbox o ON o.payload->>'key_id' = k.id::text"
@@ -380,7 +387,7 @@ class TestRotationAndExpiry:
     ) -> None:
         key_id, old = await self.issued(pool)
         assert (await validate(Validate(old, 10, True))).valid
-        successor = await rotate_key(UUID(key_id), 0.5, pool, SECRETS)
+        successor = await in_tx(pool, lambda c: rotate_key(UUID(key_id), 0.5, c, SECRETS))
         assert successor.quota_used == 10  # the quota carries over, it does not double
         new = await delivered_key(pool, successor.id)
         assert new != old and keyformat.display(new) == successor.key_display
@@ -390,7 +397,7 @@ class TestRotationAndExpiry:
         await asyncio.sleep(0.6)
         assert (await validate(Validate(old, 0, False))).reason == "expired"
         with pytest.raises(RotationRefused):
-            await rotate_key(UUID(key_id), 0, pool, SECRETS)
+            await in_tx(pool, lambda c: rotate_key(UUID(key_id), 0, c, SECRETS))
 
     async def test_the_successor_inherits_the_current_rate_windows(self, pool: asyncpg.Pool, validate: Check) -> None:
         old = await a_key(pool, quota=None, limits=Limits(requests_per_minute=3, requests_per_hour=100))
@@ -401,7 +408,7 @@ class TestRotationAndExpiry:
             )
         await a_fresh_minute()
         assert all([(await validate(Validate(old, 1, True))).valid for _ in range(2)])
-        successor = await rotate_key(key_id, 60, pool, SECRETS)
+        successor = await in_tx(pool, lambda c: rotate_key(key_id, 60, c, SECRETS))
         new = await delivered_key(pool, successor.id)
         answer = await validate(Validate(new, 1, True))  # the third call of the minute, not the first
         assert answer.valid and answer.state is not None and answer.state.rate_remaining == 0
@@ -450,7 +457,7 @@ class TestRotationAndExpiry:
                 features=[],
                 source_ref=f"rotate:{old_id}",
             )
-            rotation = asyncio.create_task(rotate_key(old_id, 60, pool, SECRETS))
+            rotation = asyncio.create_task(in_tx(pool, lambda c: rotate_key(old_id, 60, c, SECRETS)))
             rotator = await waiting_for(pool, successor_holder.get_server_pid())
             # A batch of the old key and the other key waits for the old key's lock.
             holding_other = other_holder.transaction()

@@ -3,27 +3,31 @@
 import asyncio
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
+from tollgate_shared.contracts.topics import LEDGER_ALERTS, LEDGER_BALANCES
 from tollgate_shared.logging import get_logger
-from tollgate_shared.runtime import Runtime, service_app
-from tollgate_shared.tx_consumer import TransactionalConsumer
+from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
-from . import api, intake, metrics
+from . import admin_api, api, consumers, finance_api, metrics
 from .book import Book
 from .config import Settings
-from .grants import expire_grants
-from .transfers import expire_holds
+from .handlers import expire_what_is_due
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+SPEC = ServiceSpec(
+    "ledger",
+    "Tollgate ledger",
+    subscriptions=consumers.SUBSCRIPTIONS,
+    publishes=(LEDGER_BALANCES, LEDGER_ALERTS),
+)
 log = get_logger(__name__)
 
 
 def build_app(settings: Settings) -> FastAPI:
-    runtime = Runtime("ledger", settings.schema_name, settings, MIGRATIONS)
-    running: list[TransactionalConsumer[Any]] = []
+    threshold = settings.low_balance_threshold
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(threshold))
     tasks: list[asyncio.Task[None]] = []
 
     async def sweep_forever() -> None:
@@ -33,18 +37,13 @@ def build_app(settings: Settings) -> FastAPI:
             try:
                 async with runtime.pool.acquire() as conn:
                     async with conn.transaction():
-                        book = await Book.open(conn, low_balance_threshold=settings.low_balance_threshold)
-                        await expire_holds(book)
-                        await expire_grants(book)
+                        await expire_what_is_due(await Book.open(conn, low_balance_threshold=threshold))
                     await metrics.refresh(conn)
             except Exception:
                 log.exception("expiry sweep failed")
             await asyncio.sleep(settings.sweep_interval_s)
 
     async def start() -> None:
-        for consumer in intake.consumers(settings, runtime.pool):
-            await consumer.start()
-            running.append(consumer)
         tasks.append(asyncio.create_task(sweep_forever(), name="ledger-expiry"))
 
     async def stop() -> None:
@@ -52,7 +51,14 @@ def build_app(settings: Settings) -> FastAPI:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        for consumer in running:
-            await consumer.stop()
 
-    return service_app(runtime, api.router(runtime, settings), on_start=[start], on_stop=[stop])
+    admin_token = settings.admin_token.get_secret_value()
+    return service_app(
+        runtime,
+        api.router(runtime),
+        # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
+        finance_api.router(runtime, admin_token),
+        admin_api.router(runtime, admin_token, threshold),
+        on_start=[start],
+        on_stop=[stop],
+    )

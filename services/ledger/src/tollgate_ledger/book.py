@@ -11,6 +11,10 @@ break an account's flags (`Rejected`), leaving everything else in the Book intac
 `flush` writes it all: journal rows with their hashes, postings, balance deltas,
 and the new balances and alerts into the outbox. The database checks the same
 rules again (balanced transactions, flags), so a bug here cannot commit bad money.
+
+A use case posts all its entries, then flushes once, then writes what refers to the
+entries it booked (grants, holds). If it is refused half way, `discard` forgets what it
+posted, so the next use case in the same Book starts from what was flushed.
 """
 
 from collections.abc import Iterable, Sequence
@@ -29,20 +33,13 @@ from .domain import (
     ChainedRecord,
     Entry,
     Movement,
+    Rejected,
     alert_for,
     alert_state,
     booking_period,
     chain_hash,
     posted_movements,
 )
-
-
-class Rejected(Exception):
-    """An operation the ledger refuses; nothing of it was applied."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -142,6 +139,12 @@ class Book:
         self.move([*posted_movements(entry.postings), *holds])
         self._entries.append(entry)
         self._keys.add(entry.idempotency_key)
+
+    def discard(self) -> None:
+        """Forget everything posted or moved since the last flush."""
+        self._keys -= {e.idempotency_key for e in self._entries}
+        self._entries = []
+        self._balances = dict(self._loaded)
 
     # --- writing ---------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ statement --account LEDGER_ACCOUNT --from ISO --to ISO
 close --period P                           closes the period; exits 1 if refused
 verify                                     exits 1 if the chain or totals are broken
 reconcile --from ISO --to ISO              exits 1 if anything is unmatched with Stripe
-asyncapi [--out FILE]                      the AsyncAPI document of the ledger's topics
+
+Every command reads LEDGER_DATABASE_URL (and LEDGER_SCHEMA_NAME); reconcile also needs
+LEDGER_STRIPE_API_KEY (and LEDGER_STRIPE_API_BASE).
 """
 
 import argparse
@@ -19,13 +21,12 @@ import stripe
 
 from tollgate_shared import db
 
-from . import finance, queries
-from .config import Settings
+from . import finance, repo
+from .config import BookSettings, ReconcileSettings
 from .reconcile import reconcile
-from .spec import asyncapi_yaml
 
 
-def stripe_client(settings: Settings) -> stripe.StripeClient:
+def stripe_client(settings: ReconcileSettings) -> stripe.StripeClient:
     return stripe.StripeClient(
         settings.stripe_api_key.get_secret_value(), base_addresses={"api": settings.stripe_api_base}
     )
@@ -35,9 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tollgate-ledger", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument(
-        "command", choices=["export", "trial-balance", "statement", "close", "verify", "reconcile", "asyncapi"]
-    )
+    p.add_argument("command", choices=["export", "trial-balance", "statement", "close", "verify", "reconcile"])
     p.add_argument("--period")
     p.add_argument("--from", dest="start", type=datetime.fromisoformat)
     p.add_argument("--to", dest="end", type=datetime.fromisoformat)
@@ -50,9 +49,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "asyncapi":
-        return _write(args.out, asyncapi_yaml().encode())
-    return asyncio.run(run(args, Settings()))  # type: ignore[call-arg]
+    settings = ReconcileSettings() if args.command == "reconcile" else BookSettings()  # type: ignore[call-arg]
+    return asyncio.run(run(args, settings))
 
 
 def _write(out: Path | None, data: bytes) -> int:
@@ -63,7 +61,7 @@ def _write(out: Path | None, data: bytes) -> int:
     return 0
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
+async def run(args: argparse.Namespace, settings: BookSettings) -> int:
     pool = await db.create_pool(settings.database_url, settings.schema_name)
     try:
         async with pool.acquire() as conn:
@@ -74,9 +72,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"export: {len(rows)} postings", file=sys.stderr)
                     return _write(args.out, data)
                 case "trial-balance":
-                    return print_trial_balance(await queries.trial_balance(conn, as_of=args.as_of, period=args.period))
+                    return print_trial_balance(await repo.trial_balance(conn, as_of=args.as_of, period=args.period))
                 case "statement":
-                    st = await queries.statement(conn, args.account, args.start, args.end)
+                    st = await repo.statement(conn, args.account, args.start, args.end)
                     if st is None:
                         print(f"statement: no account {args.account!r}", file=sys.stderr)
                         return 1
@@ -103,6 +101,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"verify: {len(problems)} problem(s)")
                     return 1 if problems else 0
                 case "reconcile":
+                    assert isinstance(settings, ReconcileSettings)
                     unmatched = await reconcile(conn, stripe_client(settings), args.start, args.end)
                     for item in unmatched:
                         print(f"unmatched\t{item}")
@@ -113,7 +112,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
-def print_trial_balance(tb: queries.TrialBalance) -> int:
+def print_trial_balance(tb: repo.TrialBalance) -> int:
     for r in tb.rows:
         print(f"{r.asset}\t{r.account_id}\t{r.type}\tdebits={r.debits}\tcredits={r.credits}")
     for asset, (debits, credits) in tb.totals().items():

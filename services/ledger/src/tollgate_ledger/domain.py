@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
+from tollgate_shared.contracts import credits_account, overdrawn_account, prepaid_account
+
 AccountType = Literal["asset", "liability", "revenue", "expense", "equity"]
 OwnerKind = Literal["customer", "subscription", "system"]
 SpendRule = Literal["conservative", "optimistic"]
@@ -48,6 +50,14 @@ class Posting:
 
 class Unbalanced(ValueError):
     pass
+
+
+class Rejected(Exception):
+    """An operation the ledger refuses; nothing of it was applied."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def assert_balanced(postings: Iterable[Posting]) -> None:
@@ -88,17 +98,17 @@ def system_account(name: str, type_: AccountType, asset: str) -> Account:
 
 
 def customer_credits(account_id: str) -> Account:
-    return Account(f"customer:{account_id}:credits", account_id, "liability", CALLS, ("no_overdraft",))
+    return Account(credits_account(account_id), account_id, "liability", CALLS, ("no_overdraft",))
 
 
 def customer_overdrawn(account_id: str) -> Account:
     """Calls used beyond the customer's credits: owed to us, booked, never hidden."""
-    return Account(f"customer:{account_id}:overdrawn", account_id, "asset", CALLS)
+    return Account(overdrawn_account(account_id), account_id, "asset", CALLS)
 
 
 def customer_prepaid(account_id: str, currency: str) -> Account:
     asset = money_asset(currency)
-    return Account(f"customer:{account_id}:prepaid:{asset}", account_id, "liability", asset, ("no_overdraft",))
+    return Account(prepaid_account(account_id, asset), account_id, "liability", asset, ("no_overdraft",))
 
 
 def stripe_clearing(currency: str) -> Account:
@@ -288,6 +298,16 @@ def allocate(grants: Iterable[Grant], units: int, now: datetime) -> tuple[dict[s
         taken[g.id] = take
         left -= take
     return taken, left
+
+
+def credits_revoked(granted: int, paid_minor: int, refunded_total: int, refunded_before: int) -> int:
+    """The credits a refund takes back from a paid grant: the refunded share of what it
+    granted. Cumulative, so the credits revoked by all refunds so far never drift from
+    the refunded share, and a full refund revokes the grant exactly."""
+    return (
+        granted * min(refunded_total, paid_minor) // paid_minor
+        - granted * min(refunded_before, paid_minor) // paid_minor
+    )
 
 
 # --- periods --------------------------------------------------------------------------

@@ -7,6 +7,8 @@ open: a figure finance reads must not include entries that were rolled back.
 import asyncpg
 from prometheus_client import Gauge
 
+from . import repo
+
 JOURNAL_SEQ = Gauge(
     "tollgate_ledger_journal_seq",
     "Sequence number of the last committed journal transaction; its rate() is entries booked per second.",
@@ -14,4 +16,4 @@ JOURNAL_SEQ = Gauge(
 
 
 async def refresh(conn: asyncpg.Connection) -> None:
-    JOURNAL_SEQ.set(await conn.fetchval("SELECT seq FROM chain_head"))
+    JOURNAL_SEQ.set(await repo.journal_seq(conn))

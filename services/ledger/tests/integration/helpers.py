@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from tollgate_ledger import queries
+from tollgate_ledger import repo
 from tollgate_ledger.book import Book
 from tollgate_ledger.domain import customer_credits
 from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, UsageRecorded, parse_usage
@@ -49,7 +49,7 @@ def usage(account: str, units: int, *, key: str | None = None, total: int | None
 
 async def credits_of(pool: asyncpg.Pool, account: str) -> int:
     async with pool.acquire() as conn:
-        b = await queries.balance(conn, customer_credits(account).id)
+        b = await repo.balance(conn, customer_credits(account).id)
     return b.current if b else 0
 
 

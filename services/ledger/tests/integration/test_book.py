@@ -12,15 +12,24 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client import REGISTRY
 
-from tollgate_ledger import finance, metrics, queries
-from tollgate_ledger.book import Book, Rejected
+from tollgate_ledger import finance, metrics, repo
+from tollgate_ledger.book import Book
 from tollgate_ledger.cli import print_trial_balance
-from tollgate_ledger.corrections import adjust_credits, close_account, reverse
-from tollgate_ledger.domain import CREDITS_CONSUMED, Account, customer_credits, customer_overdrawn
-from tollgate_ledger.grants import expire_grants, grant_promotional
-from tollgate_ledger.intake import book_payments, book_usage
-from tollgate_ledger.payments import credit_purchase, refund_payment
-from tollgate_ledger.transfers import Transfer, expire_holds, post_hold, transfer_many, void_hold
+from tollgate_ledger.consumers import Deps, book_payments, book_usage
+from tollgate_ledger.domain import CREDITS_CONSUMED, Account, Rejected, customer_credits, customer_overdrawn
+from tollgate_ledger.handlers import (
+    Transfer,
+    adjust_credits,
+    close_account,
+    credit_purchase,
+    expire_what_is_due,
+    grant_promotional,
+    post_hold,
+    refund_payment,
+    reverse,
+    transfer_many,
+    void_hold,
+)
 from tollgate_shared.contracts import DisputeClosed, DisputeOpened, Money, PaymentRefunded
 
 from .helpers import credits_of, in_book, purchase, scalar, usage
@@ -32,7 +41,7 @@ def customer() -> str:
 
 async def burn(pool: asyncpg.Pool, *usages: object) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await book_usage(conn, list(usages), threshold=0)  # type: ignore[arg-type]
+        await book_usage(Deps(0), conn, list(usages))  # type: ignore[arg-type]
 
 
 async def open_accounts(pool: asyncpg.Pool, *specs: tuple[str, str, tuple[str, ...]]) -> None:
@@ -105,8 +114,8 @@ class TestUsage:
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 10)))
         await burn(pool, usage(account, 7), usage(account, 8))
         async with pool.acquire() as conn:
-            overdrawn = await queries.balance(conn, customer_overdrawn(account).id)
-            consumed = await queries.balance(conn, CREDITS_CONSUMED.id)
+            overdrawn = await repo.balance(conn, customer_overdrawn(account).id)
+            consumed = await repo.balance(conn, CREDITS_CONSUMED.id)
         assert await credits_of(pool, account) == 0
         assert overdrawn is not None and overdrawn.current == 5
         assert consumed is not None and consumed.current >= 15
@@ -116,7 +125,7 @@ class TestUsage:
         await burn(pool, usage(account, 5))  # usage read before the purchase that covers it
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 20)))
         async with pool.acquire() as conn:
-            overdrawn = await queries.balance(conn, customer_overdrawn(account).id)
+            overdrawn = await repo.balance(conn, customer_overdrawn(account).id)
         assert overdrawn is not None and overdrawn.current == 0
         assert await credits_of(pool, account) == 15
         assert await scalar(pool, "SELECT sum(remaining) FROM credit_grants") == 15
@@ -126,8 +135,8 @@ class TestUsage:
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 500)))
         await asyncio.gather(*(burn(pool, *[usage(account, 3) for _ in range(5)]) for _ in range(60)))
         async with pool.acquire() as conn:
-            credits = await queries.balance(conn, customer_credits(account).id)
-            overdrawn = await queries.balance(conn, customer_overdrawn(account).id)
+            credits = await repo.balance(conn, customer_credits(account).id)
+            overdrawn = await repo.balance(conn, customer_overdrawn(account).id)
         assert credits is not None and overdrawn is not None
         assert credits.current == 0
         assert credits.debits_posted + overdrawn.current == 900  # every unit booked once
@@ -190,7 +199,7 @@ class TestTransfers:
 
     async def balance(self, pool: asyncpg.Pool, account: str) -> tuple[int, int, int]:
         async with pool.acquire() as conn:
-            b = await queries.balance(conn, account)
+            b = await repo.balance(conn, account)
         assert b is not None
         return b.current, b.pending, b.available
 
@@ -251,7 +260,7 @@ class TestTransfers:
         await asyncio.sleep(0.1)
         with pytest.raises(Rejected, match="expired"):
             await in_book(pool, lambda b: post_hold(b, "e", None))
-        assert await in_book(pool, expire_holds) == 1
+        assert await in_book(pool, expire_what_is_due) == (1, 0)
         assert await self.balance(pool, src) == (1_000, 0, 1_000)
         assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = 'e'") == "expired"
 
@@ -283,7 +292,7 @@ class TestGrants:
         rows = await scalar(pool, "SELECT json_object_agg(kind, remaining) FROM credit_grants")
         assert rows == {"paid": 100, "promotional": 20}
         await asyncio.sleep(0.4)
-        assert await in_book(pool, expire_grants) == 1
+        assert await in_book(pool, expire_what_is_due) == (0, 1)
         assert await credits_of(pool, account) == 100
         assert await scalar(pool, "SELECT count(*) FROM journal_transactions WHERE kind = 'grant_expiry'") == 1
 
@@ -362,7 +371,7 @@ class TestRefundsAndDisputes:
         )
         assert refunded_usage == 900
         async with pool.acquire() as conn:
-            assert (await queries.trial_balance(conn)).off_balance() == {}
+            assert (await repo.trial_balance(conn)).off_balance() == {}
 
     async def test_a_dispute_holds_then_posts_when_lost(self, pool: asyncpg.Pool) -> None:
         account, amount = customer(), Money(amount_minor=2_000, currency="usd")
@@ -370,10 +379,10 @@ class TestRefundsAndDisputes:
         await in_book(pool, lambda b: credit_purchase(b, fact))
         common = {"account_id": account, "dispute_id": "dp_1", "payment_intent_id": "pi_x", "amount": amount}
         async with pool.acquire() as conn, conn.transaction():
-            await book_payments(conn, [DisputeOpened(**common)], threshold=0)  # type: ignore[arg-type]
+            await book_payments(Deps(0), conn, [DisputeOpened(**common)])  # type: ignore[arg-type]
         assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = 'dispute:dp_1'") == "pending"
         async with pool.acquire() as conn, conn.transaction():
-            await book_payments(conn, [DisputeClosed(outcome="lost", **common)], threshold=0)  # type: ignore[arg-type]
+            await book_payments(Deps(0), conn, [DisputeClosed(outcome="lost", **common)])  # type: ignore[arg-type]
         assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = 'dispute:dp_1'") == "posted"
         losses = await scalar(pool, "SELECT sum(amount) FROM postings WHERE account_id = 'system:dispute_losses:USD/2'")
         assert losses == 2_000
@@ -406,11 +415,11 @@ class TestChainAndPeriods:
         account = customer()
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)))
         async with pool.acquire() as conn:
-            assert print_trial_balance(await queries.trial_balance(conn)) == 0
+            assert print_trial_balance(await repo.trial_balance(conn)) == 0
             await conn.execute("SET session_replication_role = replica")  # past every trigger
             await conn.execute("UPDATE postings SET amount = amount + 1 WHERE amount = -100")
             await conn.execute("SET session_replication_role = DEFAULT")
-            assert print_trial_balance(await queries.trial_balance(conn)) == 1
+            assert print_trial_balance(await repo.trial_balance(conn)) == 1
         assert "total\tCALLS\tdebits=100\tcredits=99\tOFF" in capsys.readouterr().out
 
     async def test_a_closed_period_ties_out_and_sends_late_entries_to_the_next(self, pool: asyncpg.Pool) -> None:
@@ -462,7 +471,7 @@ class TestAlerts:
 
         async def book_burn(*usages: object) -> None:
             async with pool.acquire() as conn, conn.transaction():
-                await book_usage(conn, list(usages), threshold=50)  # type: ignore[arg-type]
+                await book_usage(Deps(50), conn, list(usages))  # type: ignore[arg-type]
 
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)), threshold=50)
         await book_burn(usage(account, 60))  # 40 left: low
@@ -483,7 +492,7 @@ class TestAlerts:
         account = customer()
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)), threshold=50)
         async with pool.acquire() as conn, conn.transaction():
-            await book_usage(conn, [usage(account, 130)], threshold=50)  # 30 beyond the credits
+            await book_usage(Deps(50), conn, [usage(account, 130)])  # 30 beyond the credits
         # One Book: the purchase and the settlement of the 30 overdrawn units.
         await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100)), threshold=50)
         assert await credits_of(pool, account) == 70

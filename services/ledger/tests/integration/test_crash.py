@@ -2,16 +2,16 @@
 unit is booked exactly once (offsets and entries commit together), including records the
 keys service re-published."""
 
-import asyncio
 import secrets
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from tollgate_devstack.crashable import CrashableService
+from tollgate_devstack.demo import eventually
 from tollgate_devstack.processes import free_port
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_ledger.domain import customer_credits, customer_overdrawn
@@ -36,7 +36,7 @@ class Ledger(CrashableService):
             "LEDGER_ADMIN_TOKEN": secrets.token_urlsafe(16),
             "LEDGER_STRIPE_API_KEY": STRIPE_API_KEY,
             "LEDGER_STRIPE_API_BASE": stack["stripe"],
-            "LEDGER_USAGE_BATCH_MAX_RECORDS": "50",
+            "LEDGER_CONSUMER_MAX_RECORDS": "50",
         }
         super().__init__(stack, f"ledger-crash-{self.tag}", "tollgate_ledger", env)
 
@@ -67,8 +67,9 @@ class Ledger(CrashableService):
             await conn.close()
 
 
-async def produce(kafka: str, account: str, n: int, credits: int) -> int:
-    """A purchase, then n usage records of one key, the last tenth sent twice (re-published)."""
+async def produce(kafka: str, account: str, n: int, credits: int) -> tuple[UUID, int]:
+    """A purchase, then n usage records of one key, the last tenth sent twice (re-published).
+    Returns the key and the units it used."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=True)
     await producer.start()
     try:
@@ -91,34 +92,44 @@ async def produce(kafka: str, account: str, n: int, credits: int) -> int:
         for r in records + records[-n // 10 :]:
             await producer.send(USAGE_RECORDED.name, r.model_dump_json().encode(), key=account.encode())
         await producer.flush()
-        return units
+        return key, units
     finally:
         await producer.stop()
 
 
-@pytest.mark.parametrize("point", ["tx_consumer.after_commit", "random"])
+async def marker(kafka: str, account: str, key: UUID, after: int) -> None:
+    """One more unit after everything else of the account: once it is booked, so is all that
+    came before it on the account's partition, including anything that would be booked twice."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=True)
+    await producer.start()
+    try:
+        record = UsageRecorded(
+            key_id=key, account_id=account, plan="pro", billing="prepaid", units=1, key_units_total=after + 1
+        )
+        await producer.send_and_wait(USAGE_RECORDED.name, record.model_dump_json().encode(), key=account.encode())
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("point", ["consumer.after_commit", "mid-stream"])
 async def test_sigkill_while_burning_books_every_unit_exactly_once(stack: dict[str, Any], point: str) -> None:
     ledger, account = Ledger(stack), f"cus_crash_{secrets.token_hex(4)}"
     try:
-        expected = await produce(stack["kafka"], account, 400, credits=500)
-        if point == "random":
+        key, expected = await produce(stack["kafka"], account, 400, credits=500)
+        if point == "mid-stream":
             ledger.start()
-            for _ in range(600):  # kill mid-stream, as soon as some but not all usage is in
-                if 0 < (await ledger.booked(account))[1] < expected:
-                    break
-                await asyncio.sleep(0.02)
+            # Kill as soon as some usage is in.
+            await eventually("some usage booked", lambda: ledger.booked(account), until=lambda b: b[1] > 0, every=0.02)
         else:
-            ledger.start(pause_at=f"{point}:{account}")  # committed in PostgreSQL, not yet in Kafka
+            # A usage batch of the account committed in PostgreSQL, not yet in Kafka.
+            ledger.start(pause_at=f"{point}:{USAGE_RECORDED.name}:{account}")
             await ledger.wait_for_log("paused at fault point")
         ledger.kill()
+        assert 0 < (await ledger.booked(account))[1] < expected, "the kill did not land mid-stream"
         ledger.start()
-        for _ in range(600):
-            _, used = await ledger.booked(account)
-            if used >= expected:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # anything booked twice would show up now
-        assert await ledger.booked(account) == (0, expected)  # 500 credits burned, the rest overdrawn
+        await marker(stack["kafka"], account, key, after=expected)
+        await eventually("the marker booked", lambda: ledger.booked(account), 60, until=lambda b: b[1] > expected)
+        assert await ledger.booked(account) == (0, expected + 1)  # 500 credits burned, the rest overdrawn
     finally:
         ledger.kill()
         await ledger.drop()

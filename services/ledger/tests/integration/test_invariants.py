@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from tollgate_ledger import finance
-from tollgate_ledger.app import MIGRATIONS
+from tollgate_ledger.app import SERVICE_DIR
 from tollgate_ledger.book import Book
+from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
-from tollgate_ledger.intake import book_payments, book_usage
-from tollgate_ledger.transfers import Transfer, post_hold, transfer_many, void_hold
+from tollgate_ledger.handlers import Transfer, post_hold, transfer_many, void_hold
 from tollgate_shared import db
 from tollgate_shared.contracts import Money, PaymentRefunded
 
@@ -39,7 +39,7 @@ class Crash(Exception):
 
 async def fresh_schema(dsn: str) -> tuple[str, asyncpg.Pool]:
     schema = f"test_ledger_sm_{uuid.uuid4().hex[:8]}"
-    await db.migrate(dsn, schema, MIGRATIONS)
+    await db.migrate(dsn, schema, SERVICE_DIR)
     return schema, await db.create_pool(dsn, schema, min_size=1, max_size=4)
 
 
@@ -116,7 +116,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def buy(self, account: str, credits: int, paid: int, copies: int, crash: bool) -> None:
         fact = purchase(account, credits, paid, session=f"cs_{self.next_id()}")
-        self.deliver(lambda c: book_payments(c, [fact] * copies, 100), crash=crash)
+        self.deliver(lambda c: book_payments(Deps(100), c, [fact] * copies), crash=crash)
         if not crash and paid:
             assert fact.payment_intent_id
             self.purchases.append((account, fact.payment_intent_id, paid))
@@ -132,7 +132,7 @@ class LedgerMachine(RuleBasedStateMachine):
             amount_refunded=Money(amount_minor=total, currency="usd"),
             full=total == paid,
         )
-        self.deliver(lambda c: book_payments(c, [fact, fact] if again else [fact], 100), crash=crash)
+        self.deliver(lambda c: book_payments(Deps(100), c, [fact, fact] if again else [fact]), crash=crash)
         if not crash:
             self.refunded[pi] = max(self.refunded.get(pi, 0), total)
 
@@ -154,7 +154,7 @@ class LedgerMachine(RuleBasedStateMachine):
             records.append(usage(account, u, key=key_id, total=total))
         # the keys service's outbox re-publishes a prefix of what it already sent
         batch = records + records[:redeliver]
-        self.deliver(lambda c: book_usage(c, batch, 100), crash=crash)
+        self.deliver(lambda c: book_usage(Deps(100), c, batch), crash=crash)
         if not crash:
             self.key_totals[key_id] = total
             self.units_used += sum(units)

@@ -12,8 +12,8 @@ import stripe
 
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_ledger.book import Book
-from tollgate_ledger.intake import book_payments
-from tollgate_ledger.payments import credit_purchase
+from tollgate_ledger.consumers import Deps, book_payments
+from tollgate_ledger.handlers import credit_purchase
 from tollgate_ledger.reconcile import reconcile
 from tollgate_shared.contracts import DisputeOpened, Money, PaymentRefunded
 
@@ -47,7 +47,7 @@ async def paid_session(client: stripe.StripeClient, stripe_url: str, amount: int
 
 async def book(pool: asyncpg.Pool, *facts: Any) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await book_payments(conn, list(facts), threshold=0)
+        await book_payments(Deps(0), conn, list(facts))
 
 
 async def test_matches_payments_refunds_and_disputes_and_lists_every_difference(

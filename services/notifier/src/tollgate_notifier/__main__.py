@@ -1,7 +1,8 @@
-from tollgate_shared.runtime import serve
+import sys
 
-from .app import build_app
+from tollgate_shared.service_main import main
+
+from .app import SERVICE_DIR, SPEC, build_app
 from .config import Settings
 
-settings = Settings()  # type: ignore[call-arg]
-serve(build_app(settings), settings)
+sys.exit(main(SPEC, Settings, build_app, SERVICE_DIR))

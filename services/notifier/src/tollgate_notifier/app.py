@@ -5,18 +5,18 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from tollgate_shared.runtime import Runtime, service_app
+from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
 from . import consumers
 from .config import Settings
-from .handlers import NotifierDeps
+from .handlers import Deps
 from .mailer import Mailer
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+SPEC = ServiceSpec("notifier", "Tollgate notifier", subscriptions=consumers.SUBSCRIPTIONS)
 
 
 def build_app(settings: Settings) -> FastAPI:
-    runtime = Runtime("notifier", "notifier", settings, MIGRATIONS)
     mailer = Mailer(
         settings.smtp_host,
         settings.smtp_port,
@@ -26,8 +26,5 @@ def build_app(settings: Settings) -> FastAPI:
         starttls=settings.smtp_starttls,
     )
     delivery = Fernet(settings.delivery_key.get_secret_value())
-    consumers.register(
-        runtime.broker,
-        lambda: NotifierDeps(runtime.pool, mailer, delivery, settings.templates_dir, settings.customer_portal_url),
-    )
-    return service_app(runtime)
+    deps = Deps(mailer, delivery, settings.templates_dir, settings.customer_portal_url)
+    return service_app(Runtime(SPEC, settings, SERVICE_DIR, deps))

@@ -12,6 +12,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_")
 
     http_port: int = 8104
+    schema_name: str = "notifier"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_username: str | None = None

@@ -1,10 +1,10 @@
-"""Kafka subscribers of the notifier."""
+"""What the notifier consumes: key events (keys to deliver), balance alerts and failed
+payments (notices). One event per transaction: an email cannot be rolled back, so a
+batch that failed half way must not send its first half again."""
 
-from collections.abc import Callable
+import asyncpg
 
-from faststream.kafka import KafkaBroker
-
-from tollgate_shared.bus import subscribe
+from tollgate_shared.consumer import Subscription
 from tollgate_shared.contracts import (
     BalanceAlert,
     InvoicePaymentFailed,
@@ -17,34 +17,51 @@ from tollgate_shared.contracts import (
 )
 from tollgate_shared.contracts.topics import KEYS_EVENTS, LEDGER_ALERTS, PAYMENTS_EVENTS
 
-from .handlers import (
-    NotifierDeps,
-    email_balance_alert,
-    email_new_key,
-    email_payment_failed,
-    email_top_up,
-    remember_contact,
-)
-
-GROUP = "notifier"
+from .handlers import Deps, email_balance_alert, email_new_key, email_payment_failed, email_top_up
 
 
-def register(broker: KafkaBroker, deps: Callable[[], NotifierDeps]) -> None:
-    async def on_key_event(event: KeysEvent) -> None:
+async def on_key_events(deps: Deps, conn: asyncpg.Connection, events: list[KeysEvent]) -> None:
+    for event in events:
         if isinstance(event, KeyIssued):
-            await remember_contact(event, deps())
-            await email_new_key(event, deps())
+            await email_new_key(event, conn, deps)
         elif isinstance(event, KeyToppedUp):
-            await remember_contact(event, deps())
-            await email_top_up(event, deps())
+            await email_top_up(event, conn, deps)
 
-    async def on_alert(alert: BalanceAlert) -> None:
-        await email_balance_alert(alert, deps())
 
-    async def on_payment(event: PaymentsEvent) -> None:
+async def on_alerts(deps: Deps, conn: asyncpg.Connection, alerts: list[BalanceAlert]) -> None:
+    for alert in alerts:
+        await email_balance_alert(alert, conn, deps)
+
+
+async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[PaymentsEvent]) -> None:
+    for event in events:
         if isinstance(event, InvoicePaymentFailed):
-            await email_payment_failed(event, deps())
+            await email_payment_failed(event, conn, deps)
 
-    subscribe(broker, KEYS_EVENTS, group_id=GROUP, parse=keys_event.validate_json, handle=on_key_event)
-    subscribe(broker, LEDGER_ALERTS, group_id=GROUP, parse=BalanceAlert.model_validate_json, handle=on_alert)
-    subscribe(broker, PAYMENTS_EVENTS, group_id=GROUP, parse=payments_event.validate_json, handle=on_payment)
+
+SUBSCRIPTIONS = (
+    Subscription(
+        "keys",
+        KEYS_EVENTS,
+        keys_event.validate_json,
+        on_key_events,
+        "A new key is emailed to the customer (its sealed plaintext opened only here); a top-up is confirmed.",
+        max_records=1,
+    ),
+    Subscription(
+        "alerts",
+        LEDGER_ALERTS,
+        BalanceAlert.model_validate_json,
+        on_alerts,
+        "Low and exhausted credits are emailed to the account's contact.",
+        max_records=1,
+    ),
+    Subscription(
+        "payments",
+        PAYMENTS_EVENTS,
+        payments_event.validate_json,
+        on_payments,
+        "A failed subscription payment is emailed to the account's contact.",
+        max_records=1,
+    ),
+)

@@ -1,8 +1,9 @@
 """What the notifier exports on /metrics: emails by template and what became of them.
 
 `already_sent` is a redelivered event finding its email sent: the dedup working, not a
-fault. SMTP failures are retried by the subscriber and show in
-`tollgate_consumer_retries_total` and `tollgate_dead_lettered_total`.
+fault. A mail server that is away is retried by the consumer for as long as it takes
+(`tollgate_consumer_retries_total`); a message it refuses for good is dead-lettered
+(`tollgate_dead_lettered_total`).
 """
 
 from prometheus_client import Counter

@@ -12,25 +12,39 @@ import pytest
 from cryptography.fernet import Fernet
 from prometheus_client import REGISTRY
 
-from tollgate_notifier.handlers import NotifierDeps, email_new_key
+from tollgate_devstack.processes import free_port
+from tollgate_notifier.handlers import Deps, email_new_key
 from tollgate_notifier.mailer import Mailer
 from tollgate_notifier.templates import TEMPLATES
 from tollgate_shared.contracts import KeyIssued
+from tollgate_shared.errors import is_transient
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 FERNET = Fernet(Fernet.generate_key())
 
 
 @pytest.fixture
-async def deps(private_schema: MakePool, stack: dict[str, Any]) -> NotifierDeps:
+def deps(stack: dict[str, Any]) -> Deps:
     port = stack["launcher"].cfg.ports["smtp"]
-    return NotifierDeps(
-        await private_schema("notifier"),
-        Mailer("127.0.0.1", port, "t@tollgate.local"),
-        FERNET,
-        TEMPLATES,
-        "http://portal.example",
-    )
+    return Deps(Mailer("127.0.0.1", port, "t@tollgate.local"), FERNET, TEMPLATES, "http://portal.example")
+
+
+@pytest.fixture
+async def pool(private_schema: MakePool) -> asyncpg.Pool:
+    return await private_schema("notifier")
+
+
+async def deliver(pool: asyncpg.Pool, deps: Deps, event: KeyIssued, *, then_crash: bool = False) -> bool:
+    """Handle the event in a transaction, as its consumer does; optionally die before the commit."""
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                sent = await email_new_key(event, conn, deps)
+                if then_crash:
+                    raise ConnectionResetError("the process died before the commit")
+        except ConnectionResetError:
+            return False
+    return sent
 
 
 def issued(email: str, key: str) -> KeyIssued:
@@ -64,29 +78,40 @@ def emails_counted() -> Counter[str]:
 
 
 class TestEmailNewKey:
-    async def test_a_redelivered_event_sends_one_email(self, deps: NotifierDeps, stack: dict[str, Any]) -> None:
+    async def test_a_redelivered_event_sends_one_email(self, pool: asyncpg.Pool, deps: Deps, stack: Any) -> None:
         email = f"n+{secrets.token_hex(4)}@example.com"
         event = issued(email, "tg_test_PLAINTEXTKEY")
         before = emails_counted()
-        assert await email_new_key(event, deps) is True
-        assert await email_new_key(event, deps) is False
+        assert await deliver(pool, deps, event) is True
+        assert await deliver(pool, deps, event) is False
         assert emails_counted() - before == Counter({"sent": 1, "already_sent": 1})
         messages = await inbox(stack, email)
         assert len(messages) == 1
         assert "tg_test_PLAINTEXTKEY" in messages[0]["body"]
         assert "1,000" in messages[0]["body"]
         assert messages[0]["message_id"] == f"<{event.event_id}@tollgate>"
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM emails WHERE event_id = $1", event.event_id) == 1
 
-    async def test_an_interrupted_send_is_retried(self, deps: NotifierDeps, stack: dict[str, Any]) -> None:
-        """A row left in 'sending' (crash before SMTP finished) sends on redelivery."""
+    async def test_a_crash_after_smtp_resends_under_the_same_message_id(
+        self, pool: asyncpg.Pool, deps: Deps, stack: Any
+    ) -> None:
+        """SMTP has no transactions: this is the one window in which an email goes twice,
+        and the copies say they are one."""
         email = f"n+{secrets.token_hex(4)}@example.com"
         event = issued(email, "tg_test_RETRYKEY")
-        async with deps.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO emails (event_id, template, recipient, message_id, status) "
-                "VALUES ($1, 'key_issued', $2, 'x', 'sending')",
-                event.event_id,
-                email,
-            )
-        assert await email_new_key(event, deps) is True
-        assert len(await inbox(stack, email)) == 1
+        assert await deliver(pool, deps, event, then_crash=True) is False
+        assert await deliver(pool, deps, event) is True
+        messages = await inbox(stack, email)
+        assert [m["message_id"] for m in messages] == [f"<{event.event_id}@tollgate>"] * 2
+
+    async def test_a_mail_server_that_is_away_is_a_transient_failure_and_records_nothing(
+        self, pool: asyncpg.Pool, deps: Deps
+    ) -> None:
+        away = Deps(Mailer("127.0.0.1", free_port(), "t@tollgate.local"), FERNET, TEMPLATES, "http://portal.example")
+        event = issued(f"n+{secrets.token_hex(4)}@example.com", "tg_test_AWAYKEY")
+        with pytest.raises(Exception) as raised:
+            await deliver(pool, away, event)
+        assert is_transient(raised.value)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM emails") == 0

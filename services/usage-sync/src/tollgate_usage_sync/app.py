@@ -8,24 +8,24 @@ from pathlib import Path
 import stripe
 from fastapi import FastAPI
 
-from tollgate_shared.contracts import UsageIntake, parse_usage
-from tollgate_shared.contracts.topics import USAGE_RECORDED
+from tollgate_shared.contracts.topics import USAGE_REPORTED
 from tollgate_shared.logging import get_logger
-from tollgate_shared.runtime import Runtime, service_app
-from tollgate_shared.tx_consumer import TransactionalConsumer
+from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
-from . import api
-from .aggregate import Windows, aggregate_batch
-from .config import Settings
-from .domain import load_meters
+from . import api, consumers
+from .config import Settings, StripeSettings
+from .domain import Windows, load_meters
 from .ratelimit import TokenBucket
 from .reporter import Reporter
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+SPEC = ServiceSpec(
+    "usage-sync", "Tollgate usage-sync", subscriptions=consumers.SUBSCRIPTIONS, publishes=(USAGE_REPORTED,)
+)
 log = get_logger(__name__)
 
 
-def stripe_client(settings: Settings) -> stripe.StripeClient:
+def stripe_client(settings: StripeSettings) -> stripe.StripeClient:
     # Retries are the reporter's job (it keeps state across them), not the SDK's.
     return stripe.StripeClient(
         settings.stripe_api_key.get_secret_value(),
@@ -35,15 +35,11 @@ def stripe_client(settings: Settings) -> stripe.StripeClient:
 
 
 def build_app(settings: Settings) -> FastAPI:
-    runtime = Runtime("usage-sync", settings.schema_name, settings, MIGRATIONS)
     meters = load_meters(settings.meters_file)
     windows = Windows(timedelta(seconds=settings.window_seconds), settings.grace_seconds)
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(meters, windows))
     client = stripe_client(settings)
     running: list[asyncio.Task[None]] = []
-    consumers: list[TransactionalConsumer[UsageIntake]] = []
-
-    async def apply(conn: object, usages: list[UsageIntake]) -> None:
-        await aggregate_batch(conn, usages, meters, windows)  # type: ignore[arg-type]
 
     async def report_forever() -> None:
         reporter = Reporter(
@@ -63,17 +59,6 @@ def build_app(settings: Settings) -> FastAPI:
             await asyncio.sleep(settings.tick_seconds)
 
     async def start() -> None:
-        consumer = TransactionalConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            topic=USAGE_RECORDED,
-            group_id=settings.group_id,
-            pool=runtime.pool,
-            parse=parse_usage,
-            apply=apply,
-            max_records=settings.batch_max_records,
-        )
-        await consumer.start()
-        consumers.append(consumer)
         running.append(asyncio.create_task(report_forever(), name="usage-reporter"))
 
     async def stop() -> None:
@@ -81,7 +66,5 @@ def build_app(settings: Settings) -> FastAPI:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        for consumer in consumers:
-            await consumer.stop()
 
     return service_app(runtime, api.router(runtime, client), on_start=[start], on_stop=[stop])

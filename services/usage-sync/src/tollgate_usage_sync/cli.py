@@ -17,7 +17,7 @@ from tollgate_shared.kafka_reader import read_topic
 
 from . import repo
 from .app import stripe_client
-from .config import Settings
+from .config import StripeSettings, WindowSettings
 from .domain import load_meters
 from .reconcile import reconcile
 
@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger-url", default="http://127.0.0.1:8102")
     parser.add_argument("--customer", help="only this customer (a Stripe customer id)")
     args = parser.parse_args(argv)
-    settings = Settings()  # type: ignore[call-arg]
+    settings = StripeSettings() if args.command == "reconcile" else WindowSettings()  # type: ignore[call-arg]
     return asyncio.run(run(args, settings))
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
+async def run(args: argparse.Namespace, settings: WindowSettings) -> int:
     pool = await db.create_pool(settings.database_url, settings.schema_name)
     try:
         if args.command == "backfill":
@@ -42,6 +42,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 n = await repo.reopen_for_backfill(conn, args.start, args.end, args.customer)
             print(f"backfill: {n} windows queued to be re-reported with their original identifiers")
             return 0
+        assert isinstance(settings, StripeSettings)
         records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name)
         diffs = await reconcile(
             usages=[usage_from(r) for r in records],

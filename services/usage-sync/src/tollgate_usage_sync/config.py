@@ -4,20 +4,30 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tollgate_shared.settings import ServiceSettings, secret_validator
-from tollgate_shared.tx_consumer import BATCH_RECORDS
 
 from .domain import DEFAULT_METERS_PATH
 
 
-class Settings(ServiceSettings):
+class WindowSettings(ServiceSettings):
+    """The database, and where meters are defined: what `cli backfill` needs."""
+
     model_config = SettingsConfigDict(env_prefix="USAGE_SYNC_")
 
-    http_port: int = 8105
     schema_name: str = "usage_sync"
-    group_id: str = "usage-sync"
+    meters_file: Path = DEFAULT_METERS_PATH
+
+
+class StripeSettings(WindowSettings):
+    """Besides the windows, the Stripe account they are reported to (`cli reconcile`)."""
+
     stripe_api_key: SecretStr
     stripe_api_base: str = "https://api.stripe.com"
-    meters_file: Path = DEFAULT_METERS_PATH
+
+    _secrets = secret_validator("stripe_api_key")
+
+
+class Settings(StripeSettings):
+    http_port: int = 8105
     window_seconds: int = Field(default=3600, ge=1)
     grace_seconds: int = Field(default=300, ge=0)
     tick_seconds: float = Field(default=5.0, gt=0)
@@ -29,8 +39,5 @@ class Settings(ServiceSettings):
     # about min(stripe_rate_per_s, report_concurrency / Stripe's latency); each lane
     # holds a database connection (db_pool_max) while it sends.
     report_concurrency: int = Field(default=4, ge=1)
-    batch_max_records: int = Field(default=BATCH_RECORDS, ge=1)
     # How long a window stays leased to the replica sending it; after a crash it is re-sent then.
     report_lease_s: float = Field(default=60.0, gt=0)
-
-    _secrets = secret_validator("stripe_api_key")

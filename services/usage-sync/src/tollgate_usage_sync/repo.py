@@ -7,7 +7,7 @@ import asyncpg
 
 from tollgate_shared import db
 
-WindowKey = tuple[str, str, datetime]
+from .domain import WindowKey
 
 
 async def lock_closed_windows(conn: asyncpg.Connection, keys: list[WindowKey]) -> set[WindowKey]:

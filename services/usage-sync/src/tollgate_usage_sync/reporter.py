@@ -14,8 +14,7 @@ from tollgate_shared.faults import pause_point
 from tollgate_shared.logging import get_logger
 
 from . import metrics, repo
-from .aggregate import Windows
-from .domain import Meter
+from .domain import Meter, Windows
 from .ratelimit import TokenBucket
 
 log = get_logger(__name__)

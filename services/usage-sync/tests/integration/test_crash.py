@@ -1,7 +1,6 @@
 """SIGKILL usage-sync at each point between counting and reporting; Stripe still gets each
 window's value exactly once (same identifier, same value), and nothing is counted twice."""
 
-import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tollgate_devstack.crashable import CrashableService
+from tollgate_devstack.demo import eventually
 from tollgate_devstack.processes import free_port
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded
@@ -84,7 +84,7 @@ async def stripe_saw(stack: dict[str, Any], instance: Instance) -> tuple[list[di
     return [e for e in r["events"] if e["event_name"] == name], [e for e in r["requests"] if e["event_name"] == name]
 
 
-@pytest.mark.parametrize("point", ["tx_consumer.after_commit", "reporter.before_send", "reporter.after_send"])
+@pytest.mark.parametrize("point", ["consumer.after_commit", "reporter.before_send", "reporter.after_send"])
 async def test_sigkill_at_any_point_reports_each_window_exactly_once(
     stack: dict[str, Any], tmp_path: Path, point: str
 ) -> None:
@@ -106,18 +106,18 @@ async def test_sigkill_at_any_point_reports_each_window_exactly_once(
     instance.start(pause_at=f"{point}:{account}")  # pause only where this account's usage is
     try:
         await instance.wait_for_log(point)
-        if point == "tx_consumer.after_commit":
+        if point == "consumer.after_commit":
             (counted,) = await instance.windows()  # committed with its offsets, Kafka not yet told
             assert counted["value"] == 12
         instance.kill()  # SIGKILL, exactly at the point
         instance.start()
-        for _ in range(300):
-            windows = await instance.windows()
-            if windows and all(w["state"] == "confirmed" for w in windows):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"windows never confirmed: {windows}\n{instance.log()[-3000:]}")
+        windows = await eventually(
+            "every window confirmed",
+            instance.windows,
+            30,
+            until=lambda ws: bool(ws) and all(w["state"] == "confirmed" for w in ws),
+            every=0.1,
+        )
     finally:
         instance.kill()
     assert sum(w["value"] for w in windows) == 12, "counted twice or lost after the crash"

@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_shared.contracts import UsageRecorded, parse_usage
 from tollgate_usage_sync import repo
-from tollgate_usage_sync.aggregate import Windows, aggregate_batch
-from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, load_meters
+from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Meter, Windows, load_meters
+from tollgate_usage_sync.handlers import aggregate_batch
 from tollgate_usage_sync.ratelimit import TokenBucket
 from tollgate_usage_sync.reporter import Reporter
 

@@ -1,0 +1,204 @@
+"""The ledger's admin API (operator bearer token): accounts, transfers and holds, grants
+and corrections."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tollgate_shared.http import ApiError, bearer_token_guard
+from tollgate_shared.runtime import Runtime
+
+from . import repo
+from .api import balance_body
+from .book import Book
+from .domain import Account, Rejected, customer_credits
+from .handlers import (
+    Transfer,
+    adjust_credits,
+    close_account,
+    grant_promotional,
+    open_account,
+    post_hold,
+    reverse,
+    transfer_many,
+    void_hold,
+)
+
+MAX_AMOUNT = 10**15
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAccount(Strict):
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:./-]+$")
+    owner: str = Field(min_length=1, max_length=200)
+    owner_kind: Literal["customer", "subscription", "system"] = "customer"
+    type: Literal["asset", "liability", "revenue", "expense", "equity"]
+    asset: str = Field(min_length=1, max_length=40, pattern=r"^[A-Z][A-Z0-9_]*(/\d)?$")
+    flags: list[Literal["no_overdraft", "no_positive"]] = []
+    spend_rule: Literal["conservative", "optimistic"] = "conservative"
+    low_balance_threshold: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+
+
+class TransferRequest(Strict):
+    id: str = Field(min_length=1, max_length=200, description="The client's id: sending it again is a no-op")
+    debit_account: str
+    credit_account: str
+    amount: int = Field(gt=0, le=MAX_AMOUNT)
+    pending: bool = False
+    timeout_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+    kind: str = Field(default="transfer", pattern=r"^[a-z_]{1,40}$")
+    source_ref: str | None = Field(default=None, max_length=200)
+
+
+class PostRequest(Strict):
+    amount: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+
+
+class GrantRequest(Strict):
+    grant_id: str = Field(min_length=1, max_length=200)
+    units: int = Field(gt=0, le=MAX_AMOUNT)
+    expires_at: AwareDatetime | None = None
+    reason: str = Field(default="promotion", max_length=200)
+
+
+class AdjustmentRequest(Strict):
+    adjustment_id: str = Field(min_length=1, max_length=200)
+    units: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive adds credits, negative takes them")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ReverseRequest(Strict):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class AccountSettings(Strict):
+    low_balance_threshold: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    spend_rule: Literal["conservative", "optimistic"] | None = None
+
+
+def refused(exc: Rejected) -> ApiError:
+    status = 404 if exc.reason.endswith("not_found") else 409 if exc.reason.startswith("transfer_") else 422
+    if exc.reason == "account_not_empty":
+        status = 409
+    return ApiError(status, exc.reason, str(exc))
+
+
+def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(bearer_token_guard(admin_token))])
+
+    async def in_book(work: Callable[[Book], Awaitable[T]]) -> T:
+        """Run `work` in a Book of its own transaction; a refusal is answered with its status."""
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                return await work(await Book.open(conn, low_balance_threshold=threshold))
+        except Rejected as exc:
+            raise refused(exc) from None
+
+    async def credits_balance(account_id: str) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            b = await repo.balance(conn, customer_credits(account_id).id)
+        if b is None:
+            raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
+        return balance_body(b)
+
+    @r.put("/v1/accounts/{account_id}/settings")
+    async def account_settings(account_id: str, body: AccountSettings) -> dict[str, Any]:
+        """The customer's low-balance threshold and the rule that gates spending their credits."""
+        async with runtime.pool.acquire() as conn:
+            found = await repo.update_settings(
+                conn, customer_credits(account_id).id, body.low_balance_threshold, body.spend_rule
+            )
+        if not found:
+            raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
+        return await credits_balance(account_id)
+
+    @r.post("/v1/accounts/{account_id}/grants", status_code=201)
+    async def grant(account_id: str, body: GrantRequest, response: Response) -> dict[str, Any]:
+        """Promotional credits, burned before paid ones, optionally expiring."""
+        created = await in_book(
+            lambda book: grant_promotional(
+                book, body.grant_id, account_id, body.units, expires_at=body.expires_at, reason=body.reason
+            )
+        )
+        if not created:
+            response.status_code = 200
+        return {"grant_id": body.grant_id, "account_id": account_id, "units": body.units}
+
+    @r.post("/v1/accounts/{account_id}/adjustments", status_code=201)
+    async def adjust(account_id: str, body: AdjustmentRequest, response: Response) -> dict[str, Any]:
+        """A manual adjustment of the customer's credits, booked against its own account."""
+        if not await in_book(lambda b: adjust_credits(b, body.adjustment_id, account_id, body.units, body.reason)):
+            response.status_code = 200
+        return await credits_balance(account_id)
+
+    @r.post("/v1/journal/{tx_id}/reverse", status_code=201)
+    async def reverse_entry(tx_id: int, body: ReverseRequest) -> dict[str, Any]:
+        """Correct a transfer by booking its exact opposite (`reverses` points at it)."""
+        reversal = await in_book(lambda book: reverse(book, tx_id, body.reason))
+        return {"reversed": tx_id, "reversal_tx_id": reversal}
+
+    @r.post("/v1/ledger-accounts", status_code=201)
+    async def open_ledger_account(body: OpenAccount, response: Response) -> dict[str, Any]:
+        account = Account(
+            body.id, body.owner, body.type, body.asset, tuple(body.flags), body.owner_kind, body.spend_rule
+        )
+        b, new = await in_book(lambda book: open_account(book, account, body.low_balance_threshold))
+        if (b.type, b.asset) != (body.type, body.asset):
+            raise ApiError(409, "account_exists", f"{body.id} exists as a {b.type} account in {b.asset}")
+        if not new:
+            response.status_code = 200
+        return balance_body(b)
+
+    @r.post("/v1/ledger-accounts/{ledger_account:path}/close")
+    async def close_ledger_account(ledger_account: str) -> dict[str, Any]:
+        await in_book(lambda book: close_account(book, ledger_account))
+        async with runtime.pool.acquire() as conn:
+            b = await repo.balance(conn, ledger_account)
+        assert b is not None
+        return balance_body(b)
+
+    @r.get("/v1/ledger-accounts/{ledger_account:path}")
+    async def ledger_account(ledger_account: str) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            b = await repo.balance(conn, ledger_account)
+        if b is None:
+            raise ApiError(404, "account_not_found", f"no ledger account {ledger_account!r}")
+        return balance_body(b)
+
+    @r.post("/v1/transfers", status_code=201)
+    async def transfer(body: TransferRequest, response: Response) -> dict[str, Any]:
+        t = Transfer(
+            body.id,
+            body.debit_account,
+            body.credit_account,
+            body.amount,
+            pending=body.pending,
+            timeout_s=body.timeout_s,
+            kind=body.kind,
+            source_ref=body.source_ref,
+        )
+        (outcome,) = await in_book(lambda book: transfer_many(book, [t]))
+        if isinstance(outcome, Rejected):
+            raise refused(outcome)
+        if outcome == "exists":
+            response.status_code = 200
+        return {"id": body.id, "status": "pending" if body.pending else "posted", "outcome": outcome}
+
+    @r.post("/v1/transfers/{transfer_id}/post")
+    async def post(transfer_id: str, body: PostRequest | None = None) -> dict[str, Any]:
+        amount = (body or PostRequest()).amount
+        changed = await in_book(lambda book: post_hold(book, transfer_id, amount))
+        return {"id": transfer_id, "status": "posted" if amount != 0 else "voided", "changed": changed}
+
+    @r.post("/v1/transfers/{transfer_id}/void")
+    async def void(transfer_id: str) -> dict[str, Any]:
+        changed = await in_book(lambda book: void_hold(book, transfer_id))
+        return {"id": transfer_id, "status": "voided", "changed": changed}
+
+    return r

@@ -1,0 +1,75 @@
+"""What the ledger consumes: payment facts and usage, each batch booked in one Book in the
+consumer's transaction, with the batch's offsets."""
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from tollgate_shared.consumer import BATCH_RECORDS, Subscription
+from tollgate_shared.contracts import (
+    DisputeClosed,
+    DisputeOpened,
+    PaymentRefunded,
+    PaymentsEvent,
+    PaymentSucceeded,
+    UsageIntake,
+    parse_usage,
+    payments_event,
+)
+from tollgate_shared.contracts.topics import PAYMENTS_EVENTS, USAGE_RECORDED
+from tollgate_shared.logging import get_logger
+
+from .book import Book
+from .domain import Rejected
+from .handlers import burn_usage, close_dispute, credit_purchase, open_dispute, refund_payment
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    low_balance_threshold: int
+
+
+async def book_payments(deps: Deps, conn: asyncpg.Connection, events: list[PaymentsEvent]) -> None:
+    book = await Book.open(conn, low_balance_threshold=deps.low_balance_threshold)
+    for event in events:
+        try:
+            match event:
+                case PaymentSucceeded():
+                    await credit_purchase(book, event)
+                case PaymentRefunded():
+                    await refund_payment(book, event)
+                case DisputeOpened():
+                    await open_dispute(book, event)
+                case DisputeClosed():
+                    await close_dispute(book, event)
+        except Rejected as exc:
+            # A payment is a fact: the ledger cannot refuse it, only fail to book it. Say
+            # so loudly; reconciliation against Stripe lists it as unmatched.
+            book.discard()
+            log.error("payment fact not booked", event_id=str(event.event_id), reason=exc.reason, error=str(exc))
+
+
+async def book_usage(deps: Deps, conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+    await burn_usage(await Book.open(conn, low_balance_threshold=deps.low_balance_threshold), usages)
+
+
+PAYMENTS = Subscription(
+    "payments",
+    PAYMENTS_EVENTS,
+    payments_event.validate_json,
+    book_payments,
+    "Payments, refunds and disputes become journal entries, each once: keyed by the Checkout Session, "
+    "the PaymentIntent's cumulative refund, or the dispute.",
+)
+USAGE = Subscription(
+    "usage",
+    USAGE_RECORDED,
+    parse_usage,
+    book_usage,
+    "Prepaid usage is burned from the customer's credits, one entry per account and hour per batch; "
+    "re-published records are dropped by key_units_total.",
+    max_records=BATCH_RECORDS,
+)
+SUBSCRIPTIONS = (PAYMENTS, USAGE)
