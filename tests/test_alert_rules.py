@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from tollgate_checkout import metrics as _checkout  # noqa: F401
 from tollgate_keys import metrics as _keys  # noqa: F401
 from tollgate_notifier import metrics as _notifier  # noqa: F401
-from tollgate_shared import consumer_metrics as _consumers  # noqa: F401
+from tollgate_shared import consumer as _consumers  # noqa: F401
 from tollgate_shared import outbox as _outbox  # noqa: F401
 from tollgate_usage_sync import metrics as _usage_sync  # noqa: F401
 

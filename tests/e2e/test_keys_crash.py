@@ -28,6 +28,7 @@ class KeysProcess:
             "KEYS_HTTP_PORT": str(self.port),
             "KEYS_SCHEMA_NAME": self.schema,
             "KEYS_LOG_LEVEL": "WARNING",
+            "KEYS_CONSUMERS_ENABLED": "false",  # validations only: the stack's keys consumes payments
         }
 
     def start(self, pause_at: str | None = None) -> None:

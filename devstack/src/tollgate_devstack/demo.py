@@ -22,17 +22,25 @@ def check(condition: bool, message: str) -> None:
         raise StepFailed(message)
 
 
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
-    """Poll until `probe` returns something: the services are asynchronous, the demo is patient."""
+async def eventually(
+    what: str,
+    probe: Callable[[], Awaitable[T | None]],
+    timeout: float = 30.0,
+    *,
+    until: Callable[[T], bool] | None = None,
+    every: float = 0.25,
+) -> T:
+    """Poll until `probe` returns something (and `until` holds for it, if given): the
+    services are asynchronous, the demo (and every test) is patient."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
         try:
-            if (result := await probe()) is not None:
+            if (result := await probe()) is not None and (until is None or until(result)):
                 return result
         except (httpx.HTTPError, KeyError) as exc:
             last = exc
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(every)
     raise StepFailed(
         f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else "")
     )

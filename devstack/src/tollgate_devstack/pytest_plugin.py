@@ -20,7 +20,7 @@ import pytest
 
 from tollgate_shared import db
 
-from .config import StackConfig
+from .config import REPO_ROOT, StackConfig
 from .stack import Stack
 
 TEST_SERVICE_ENV = {
@@ -91,11 +91,10 @@ def kafka_bootstrap(stack: dict[str, Any]) -> str:
     return str(stack["kafka"])
 
 
-REPO = StackConfig.from_env().state_dir.parent
-MIGRATIONS = {
-    name: REPO / "services" / name / "migrations" for name in ("checkout", "ledger", "keys", "notifier", "usage-sync")
+SERVICE_DIRS = {
+    name: REPO_ROOT / "services" / name for name in ("checkout", "ledger", "keys", "notifier", "usage-sync")
 }
-MIGRATIONS["shared"] = REPO / "shared" / "no-service-migrations"  # only the shared infra tables
+SERVICE_DIRS["shared"] = REPO_ROOT / "shared" / "no-service"  # only the shared tables
 
 
 @pytest.fixture
@@ -109,7 +108,7 @@ async def private_schema(database_url: str) -> AsyncIterator[Callable[[str], Awa
 
     async def make(service: str) -> asyncpg.Pool:
         schema = f"test_{service.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-        await db.migrate(database_url, schema, MIGRATIONS[service])
+        await db.migrate(database_url, schema, SERVICE_DIRS[service])
         pool = await db.create_pool(database_url, schema, min_size=1, max_size=30)
         made.append((schema, pool))
         return pool

@@ -63,7 +63,7 @@ class Stack:
             infra.start_postgres(self.cfg, self.procs)
         if kafka is None:
             infra.start_kafka(self.cfg, self.procs)
-        asyncio.run(ensure_topics(kafka or self.cfg.kafka_bootstrap))
+        asyncio.run(ensure_topics(kafka or self.cfg.kafka_bootstrap, replicas=1))
         infra.start_stripe_mock(self.cfg, self.procs)
         self._start_python(
             "stripe-emulator",
@@ -114,6 +114,7 @@ class Stack:
         env = {
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "KAFKA_TOPIC_REPLICAS": "1",  # one broker
             "HTTP_PORT": str(self.cfg.ports[name]),
         }
         env |= {
@@ -124,6 +125,7 @@ class Stack:
             },
             "ledger": {
                 "ADMIN_TOKEN": s["admin_token"],
+                # For the finance CLI's reconcile, run with this environment.
                 "STRIPE_API_KEY": STRIPE_API_KEY,
                 "STRIPE_API_BASE": self.cfg.url("stripe"),
             },
