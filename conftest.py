@@ -10,9 +10,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     Stripe emulator, one service's code) or e2e (the running system), so `-m unit` runs
     in seconds without any of them."""
     for item in items:
-        if "e2e" in Path(str(item.fspath)).parts:
+        where = Path(str(item.fspath)).parts
+        if "e2e" in where:
             item.add_marker(pytest.mark.e2e)
-        elif "stack" in getattr(item, "fixturenames", ()):
+        elif "integration" in where or "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)

@@ -162,7 +162,7 @@ async def main(n: int, accounts: int, workers: int = 1) -> None:
         await produce(bootstrap, topic.name, data)
         figure("usage.produced_per_s", n / (time.perf_counter() - t0), "records/s")
         # A million tuples left on the heap would make every full garbage collection in
-        # the measured phases walk them (~80 ms each): a cost no service would carry.
+        # the measured phases walk them: a cost no service would carry.
         del data
         # The limit is measured before and after the aggregator and the higher one is
         # kept: this VM's speed drifts, and the comparison must not flatter us.

@@ -19,6 +19,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="tollgate-stack")
     parser.add_argument("command", choices=["up", "stop", "status", "demo", "run", "env"])
     args = parser.parse_args()
+    # A supervisor's SIGTERM (make passes it on) stops the stack as Ctrl-C does: through
+    # the `finally` below, whatever step it arrives in.
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = Stack(service_env=DEMO_SERVICE_ENV)
     match args.command:
         case "up":
@@ -73,10 +76,19 @@ def run_demo(stack: Stack) -> int:
     return 0
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def wait_for_interrupt() -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            signal.pause()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("[stack] interrupted; everything it started is stopped", flush=True)
+        sys.exit(130)

@@ -5,10 +5,12 @@ module) into a cache outside the data directory, so a second start downloads not
 """
 
 import base64
+import hashlib
 import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -50,9 +52,9 @@ def start_postgres(cfg: StackConfig, procs: Processes) -> None:
     if procs.pid("postgres") and port_open(port):
         return
     bindir = postgres_bin()
-    data = cfg.state_dir / "pg"
     # PostgreSQL refuses to run as root: run it as the `postgres` user when we are root.
     user = "postgres" if os.geteuid() == 0 else None
+    data = postgres_data_dir(cfg.state_dir, user)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         _own(data, user)
@@ -111,6 +113,48 @@ def _create_database(bindir: Path, port: int) -> None:
         subprocess.run(
             [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tollgate", "tollgate"], check=True
         )
+
+
+def postgres_data_dir(state_dir: Path, user: str | None) -> Path:
+    """Where this stack's cluster lives: `<state dir>/pg`, unless `user` cannot reach it.
+
+    A root user's checkout under a private home (mode 700) is out of the `postgres`
+    user's reach. Then the cluster lives under /var/tmp/tollgate instead, in a folder
+    named for the state directory; `<state dir>/pg-elsewhere` says where, and a stale
+    folder with no such note (the state directory was deleted) is started afresh.
+    """
+    inside = state_dir / "pg"
+    if user is None or _reachable(state_dir, user):
+        return inside
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    outside = Path("/var/tmp/tollgate") / digest / "pg"  # noqa: S108 - a fixed, root-made place
+    note = state_dir / "pg-elsewhere"
+    if not note.exists():
+        say(f"{state_dir} is private to root: PostgreSQL ({user}) keeps its data in {outside}")
+        shutil.rmtree(outside.parent, ignore_errors=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        note.write_text(f"{outside}\n")
+    outside.parent.parent.mkdir(mode=0o755, exist_ok=True)
+    outside.parent.mkdir(mode=0o700, exist_ok=True)
+    _own(outside.parent, user)
+    return outside
+
+
+def _reachable(path: Path, user: str) -> bool:
+    """Whether `user` may enter every existing directory on the way to `path`."""
+    pw = pwd.getpwnam(user)
+    groups = {pw.pw_gid, *os.getgrouplist(user, pw.pw_gid)}
+    for directory in [p for p in (path, *path.parents) if p.exists()]:
+        st = directory.stat()
+        if st.st_uid == pw.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
 
 
 def _own(path: Path, user: str | None) -> None:

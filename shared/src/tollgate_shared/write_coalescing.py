@@ -3,9 +3,8 @@
 uvicorn writes a response's status line and headers, then its body, with two
 `transport.write()` calls, and on uvloop each is a `send()` system call of its own. The
 transport here holds what is written during one turn of the event loop and sends it
-at the end of that turn, in one call. Measured on the keys service at a fixed 1,000 and
-3,000 validations/s (four runs each, alternating): 6-8% less service CPU per
-validation. Nothing waits longer than the current turn of the loop.
+at the end of that turn, in one call: half the system calls on the hot path of
+every small answer. Nothing waits longer than the current turn of the loop.
 """
 
 import asyncio
