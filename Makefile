@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop cpu-stalls disk-stalls
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop
 
 bootstrap: .venv/.synced
 
@@ -39,26 +39,20 @@ lint: bootstrap
 	$(PY) -m ruff format --check .
 
 typecheck: bootstrap
-	$(PY) -m mypy shared/src services/*/src devstack/src
+	$(PY) -m mypy shared/src services/*/src devstack/src bench/src
 
 check: lint typecheck test
 
 bench: bench-usage bench-keys bench-ledger  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
 
 bench-usage: bootstrap  ## 1,000,000 usage records through Kafka into usage-sync's aggregator
-	$(PY) -m tollgate_devstack.bench.usage
+	$(PY) -m tollgate_bench.usage
 
 bench-ledger: bootstrap  ## usage burned from Kafka, transfers, and COPY of the same rows as the limit
-	$(PY) -m tollgate_devstack.bench.ledger
+	$(PY) -m tollgate_bench.ledger
 
 bench-keys: bootstrap   ## consuming validations through one keys process, and pgbench of the same statement
-	$(PY) -m tollgate_devstack.bench.keys
+	$(PY) -m tollgate_bench.keys
 
 bench-stop:      ## stop the benchmarks' own PostgreSQL and Kafka (.stack-bench), which runs leave up for the next
-	$(PY) -m tollgate_devstack.bench stop
-
-disk-stalls: bootstrap  ## how much of the time the disk alone keeps a commit waiting over 5 ms (60 s)
-	$(PY) -m tollgate_devstack.bench.disk_stalls
-
-cpu-stalls: bootstrap   ## who takes the CPUs on a quiet machine, and for how long at a stretch (root, perf)
-	$(PY) -m tollgate_devstack.bench.cpu_stalls
+	$(PY) -m tollgate_bench stop

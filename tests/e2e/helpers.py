@@ -5,6 +5,7 @@ import secrets
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tollgate_devstack.stripe_emulator.webhooks import sign
@@ -53,3 +54,21 @@ async def new_session(stack: dict[str, Any], plan: str = "starter") -> dict[str,
         r = await http.post(f"{stack['checkout']}/v1/checkout/sessions", json={"plan": plan, "email": email})
     assert r.status_code == 201, r.text
     return r.json() | {"email": email, "plan": plan}  # type: ignore[no-any-return]
+
+
+async def rows(stack: dict[str, Any], schema: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """Read a service's own tables, to see what a request changed (tests never write them)."""
+    conn = await asyncpg.connect(stack["database_url"], server_settings={"search_path": schema})
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def stored_for(stack: dict[str, Any], event_id: str, session_id: str) -> tuple[int, int]:
+    """What checkout kept of a webhook: (Stripe events stored under its id, outbox rows for its session)."""
+    stored = await rows(stack, "checkout", "SELECT 1 FROM stripe_events WHERE id = $1", event_id)
+    queued = await rows(
+        stack, "checkout", "SELECT 1 FROM outbox WHERE payload->>'checkout_session_id' = $1", session_id
+    )
+    return len(stored), len(queued)

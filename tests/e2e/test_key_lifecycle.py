@@ -72,8 +72,12 @@ class TestPackKeys:
                 "currency": "usd",
             }
             await send(stack, "charge.refunded", charge | {"amount_refunded": 100, "refunded": False})
+            # A tenth of the money back takes a tenth of the credits, and the key stays.
+            await demo.balance_equal(session["customer"], 1_000 - 1_000 * 100 // 999)
+            assert (await demo.validate(key, 1))["isValid"]
             await send(stack, "charge.refunded", charge | {"amount_refunded": 999, "refunded": True})
             await reason_becomes(demo, key, "revoked")
+            await demo.balance_equal(session["customer"], 0)
 
     async def test_an_admin_can_suspend_and_resume_a_key(self, stack: dict[str, Any]) -> None:
         async with Demo(stack) as demo:

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tollgate_devstack.demo import Demo
+from tollgate_devstack.demo import Demo, eventually
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 
@@ -122,13 +122,6 @@ class TestPrepaidBalance:
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
-    async def until(self, what: str, probe: Any, timeout: float = 30) -> Any:
-        for _ in range(int(timeout * 10)):
-            if result := await probe():
-                return result
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
-
     async def test_never_one_unit_beyond_the_balance_and_keys_agrees_with_the_ledger(
         self, stack: dict[str, Any], two_processes: list[str]
     ) -> None:
@@ -139,10 +132,10 @@ class TestPrepaidBalance:
             account = session["customer"]
             key, _ = await demo.key_from_email(email)
 
-            async def learned(amount: int) -> bool:
-                return (await self.credits(http, stack, account))["ledger_available"] == amount
+            async def learned(amount: int) -> bool | None:
+                return (await self.credits(http, stack, account))["ledger_available"] == amount or None
 
-            await self.until("keys to learn the purchase", lambda: learned(100_000))
+            await eventually("keys to learn the purchase", lambda: learned(100_000))
             # Finance takes most credits back: the key's quota (100,000) would still allow them.
             r = await http.post(
                 f"{stack['ledger']}/v1/accounts/{account}/adjustments",
@@ -150,7 +143,7 @@ class TestPrepaidBalance:
                 json={"adjustment_id": f"take-{account}", "units": -99_900, "reason": "test"},
             )
             assert r.status_code == 201, r.text
-            await self.until("keys to learn the adjustment", lambda: learned(100))
+            await eventually("keys to learn the adjustment", lambda: learned(100))
 
             answers = await hammer(two_processes, key, calls=300)
             assert sum(a["isValid"] for a in answers) == 100
@@ -160,7 +153,7 @@ class TestPrepaidBalance:
                 view = await self.credits(http, stack, account)
                 return view if view["in_flight"] == 0 else None
 
-            view = await self.until("the ledger to book every unit", drained)
+            view = await eventually("the ledger to book every unit", drained)
             ledger = await demo.balance(account)
             assert ledger is not None
             assert view["available"] == ledger["available"] == 0  # to the unit

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tollgate_devstack.demo import eventually
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 from tollgate_shared.kafka_reader import read_topic
@@ -89,24 +90,25 @@ async def test_sigkill_loses_no_recorded_usage_and_counts_none_twice(stack: dict
         running = asyncio.create_task(load(process.url, key, stop))
         if pause:
             log = process.launcher.procs.log_dir / f"{process.name}.log"
-            for _ in range(300):
-                if pause in log.read_text(errors="replace"):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the relay never reached its pause point")
+
+            async def paused() -> bool | None:
+                return pause in log.read_text(errors="replace") or None
+
+            await eventually("the relay to reach its pause point", paused, 15, every=0.05)
         else:
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # under load for a while, then killed wherever it is
         process.kill()  # SIGKILL
         await asyncio.sleep(0.5)
         process.start()  # without the pause: the relay re-publishes what it had not marked
         await asyncio.sleep(1.0)
         stop.set()
         acknowledged = await running
-        for _ in range(100):  # let the relay drain
-            if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
-                break
-            await asyncio.sleep(0.1)
+        await eventually(
+            "the relay to drain",
+            lambda: conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"),
+            until=lambda waiting: waiting == 0,
+            every=0.1,
+        )
         recorded = await conn.fetchval("SELECT quota_used FROM keys WHERE id = $1", key_id)
     finally:
         process.kill()

@@ -1,7 +1,6 @@
 """Metered usage for customers and finance: the usage endpoint, reconciliation, backfill."""
 
 import argparse
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,5 +136,4 @@ class TestBackfill:
             return True if len(await meter_events(stack, customer, "requests")) >= before + queued else None
 
         await eventually("the re-report", resent, timeout=30)
-        await asyncio.sleep(0.5)
         assert await reported(stack, customer, 12)  # still 12: same identifiers, deduplicated

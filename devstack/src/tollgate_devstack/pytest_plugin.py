@@ -21,6 +21,8 @@ import pytest
 from tollgate_shared import db
 
 from .config import REPO_ROOT, StackConfig
+from .infra import kafka_version
+from .processes import free_port
 from .stack import Stack
 
 TEST_SERVICE_ENV = {
@@ -44,20 +46,41 @@ def _docker_answers() -> bool:
 
 
 def _containers(resources: ExitStack) -> tuple[str, str]:
-    from testcontainers.kafka import KafkaContainer
+    """PostgreSQL and Kafka from images of the versions the launcher runs: Debian
+    bookworm's PostgreSQL 15, and Apache's own Kafka image of the pom's version."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
     from testcontainers.postgres import PostgresContainer
 
     pg = resources.enter_context(
         PostgresContainer(
-            "postgres:16",
+            "postgres:15",
             username="tollgate",
             password="tollgate",  # noqa: S106 - a throwaway container
             dbname="tollgate",
             driver=None,
         )
     )
-    kafka = resources.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())
-    return pg.get_connection_url(), kafka.get_bootstrap_server()
+    port = free_port()  # mapped to the same number, so the advertised listener is reachable
+    broker = (
+        DockerContainer(f"apache/kafka:{kafka_version()}")
+        .with_bind_ports(9092, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    resources.enter_context(broker)
+    wait_for_logs(broker, "Kafka Server started", timeout=120)
+    return pg.get_connection_url(), f"127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

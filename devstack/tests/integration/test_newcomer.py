@@ -46,8 +46,15 @@ def test_sigterm_to_make_run_stops_the_whole_stack(tmp_path: Path) -> None:
     make = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
     try:
         # Once the services are starting, everything below them is up: stop it there.
-        text = lambda: (tmp_path / "make-run.log").read_text(errors="replace")  # noqa: E731
-        wait_until("make run to start the services", lambda: "starting checkout" in text(), 240, text)
+        def text() -> str:
+            return (tmp_path / "make-run.log").read_text(errors="replace")
+
+        def starting_services() -> bool:
+            if make.poll() is not None:
+                raise SystemExit(f"make run exited with {make.returncode}:\n{text()}")
+            return "starting checkout" in text()
+
+        wait_until("make run to start the services", starting_services, 240, text)
         time.sleep(2)
         make.send_signal(signal.SIGTERM)  # to make alone, as a supervisor does
         make.wait(timeout=120)
