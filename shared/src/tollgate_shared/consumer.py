@@ -193,7 +193,10 @@ class TransactionalConsumer(Generic[D, E]):
                 return
             failure = exc
         log.error("record failed permanently; dead-lettering it", offset=batch.offsets[0], error=repr(failure))
-        await _retry_forever(partial(self._dead_letter, tp, batch.raws[0], batch.offsets[0], repr(failure)))
+        dead_letter = partial(
+            self._dead_letter, tp, batch.keys_raw[0], batch.values[0], batch.offsets[0], repr(failure)
+        )
+        await _retry_forever(dead_letter)
         await _retry_forever(partial(self._apply_batch, tp, batch.skipped()))
 
     async def _until_not_transient(self, tp: TopicPartition, batch: "_Batch[E]") -> None:
@@ -241,10 +244,11 @@ class TransactionalConsumer(Generic[D, E]):
         """The records that parse, in offset order; the others go to the DLQ."""
         parse = self._parse
         keys = " ".join({f"{tp.topic}:{(r.key or b'').decode()}" for r in records}) if armed() else ""
-        raws = [(r.key, r.value) for r in records]
+        values = [r.value for r in records]
+        raw_keys = [r.key for r in records]
         try:  # the usual case, in one pass
-            events = [parse(r.value) for r in records]
-            return _Batch([r.offset for r in records], events, raws, records[-1].offset + 1, keys)
+            events = [parse(value) for value in values]
+            return _Batch([r.offset for r in records], events, raw_keys, values, records[-1].offset + 1, keys)
         except (ValidationError, ValueError):
             pass
         kept: list[int] = []
@@ -253,19 +257,19 @@ class TransactionalConsumer(Generic[D, E]):
                 parse(record.value)
                 kept.append(i)
             except (ValidationError, ValueError) as exc:
-                failed = partial(self._dead_letter, tp, raws[i], record.offset, f"unparseable: {exc}")
+                failed = partial(self._dead_letter, tp, record.key, record.value, record.offset, f"unparseable: {exc}")
                 await _retry_forever(failed)
         return _Batch(
             [records[i].offset for i in kept],
-            [parse(records[i].value) for i in kept],
-            [raws[i] for i in kept],
+            [parse(values[i]) for i in kept],
+            [raw_keys[i] for i in kept],
+            [values[i] for i in kept],
             records[-1].offset + 1,
             keys,
         )
 
-    async def _dead_letter(self, tp: TopicPartition, raw: tuple[bytes | None, bytes], offset: int, error: str) -> None:
+    async def _dead_letter(self, tp: TopicPartition, key: bytes | None, value: bytes, offset: int, error: str) -> None:
         assert self._dlq is not None
-        key, value = raw
         await self._dlq.send_and_wait(
             self._topic.dlq,
             value,
@@ -287,19 +291,34 @@ class _Batch(Generic[E]):
 
     offsets: list[int]
     events: list[E]
-    raws: list[tuple[bytes | None, bytes]]
+    keys_raw: list[bytes | None]  # the records' keys and values as they came, for the DLQ
+    values: list[bytes]
     next_offset: int  # past the last record, parsed or not
     keys: str  # "topic:key" of its records, for crash tests' pause points; empty unless armed
 
     def halves(self) -> "tuple[_Batch[E], _Batch[E]]":
         middle = len(self.events) // 2
-        first = _Batch(self.offsets[:middle], self.events[:middle], self.raws[:middle], self.offsets[middle], self.keys)
-        second = _Batch(self.offsets[middle:], self.events[middle:], self.raws[middle:], self.next_offset, self.keys)
+        first = _Batch(
+            self.offsets[:middle],
+            self.events[:middle],
+            self.keys_raw[:middle],
+            self.values[:middle],
+            self.offsets[middle],
+            self.keys,
+        )
+        second = _Batch(
+            self.offsets[middle:],
+            self.events[middle:],
+            self.keys_raw[middle:],
+            self.values[middle:],
+            self.next_offset,
+            self.keys,
+        )
         return first, second
 
     def skipped(self) -> "_Batch[E]":
         """Nothing to apply, only the offset to move past this batch."""
-        return _Batch([], [], [], self.next_offset, self.keys)
+        return _Batch([], [], [], [], self.next_offset, self.keys)
 
 
 async def _retry_forever(action: Callable[[], Awaitable[None]]) -> None:
