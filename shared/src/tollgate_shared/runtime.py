@@ -1,7 +1,8 @@
 """The life of one service process: migrate, pool, topics, outbox relay, consumers, HTTP app."""
 
+import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from .settings import ServiceSettings
 
 log = get_logger(__name__)
 Hook = Callable[[], Awaitable[None]]
+Work = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,14 @@ class Runtime:
 
 
 def service_app(
-    runtime: Runtime, *routers: APIRouter, on_start: list[Hook] | None = None, on_stop: list[Hook] | None = None
+    runtime: Runtime,
+    *routers: APIRouter,
+    background: list[Work] | None = None,
+    on_start: list[Hook] | None = None,
+    on_stop: list[Hook] | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan starts and stops the runtime and the service's own tasks."""
+    """A FastAPI app whose lifespan starts and stops the runtime and the service's own
+    work: `background` coroutines run as tasks for the life of the process."""
     configure_logging(runtime.spec.name, runtime.settings.log_level)
 
     @asynccontextmanager
@@ -109,11 +116,15 @@ def service_app(
         await runtime.start()
         for hook in on_start or []:
             await hook()
+        tasks = [asyncio.create_task(work(), name=work.__name__) for work in background or []]
         _freeze_startup_heap()
         log.info("service started", port=runtime.settings.http_port)
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             for hook in on_stop or []:
                 await hook()
             await runtime.stop()

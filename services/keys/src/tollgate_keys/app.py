@@ -14,12 +14,8 @@ from .fastpath import ValidateFastPath
 from .handlers import KeySecrets
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
-SPEC = ServiceSpec(
-    "keys",
-    "Tollgate keys",
-    subscriptions=consumers.SUBSCRIPTIONS,
-    publishes=(KEYS_EVENTS, USAGE_RECORDED),
-)
+PUBLISHES = (KEYS_EVENTS, USAGE_RECORDED)
+SPEC = ServiceSpec("keys", "Tollgate keys", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 
 
 def build_app(settings: Settings) -> ValidateFastPath:

@@ -1,7 +1,6 @@
 """The one place that wires the ledger."""
 
 import asyncio
-from contextlib import suppress
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,19 +15,14 @@ from .config import Settings
 from .handlers import expire_what_is_due
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
-SPEC = ServiceSpec(
-    "ledger",
-    "Tollgate ledger",
-    subscriptions=consumers.SUBSCRIPTIONS,
-    publishes=(LEDGER_BALANCES, LEDGER_ALERTS),
-)
+PUBLISHES = (LEDGER_BALANCES, LEDGER_ALERTS)
+SPEC = ServiceSpec("ledger", "Tollgate ledger", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 log = get_logger(__name__)
 
 
 def build_app(settings: Settings) -> FastAPI:
     threshold = settings.low_balance_threshold
     runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(threshold))
-    tasks: list[asyncio.Task[None]] = []
 
     async def sweep_forever() -> None:
         """Holds and credit grants end at their deadline even if nobody touches them; and
@@ -43,15 +37,6 @@ def build_app(settings: Settings) -> FastAPI:
                 log.exception("expiry sweep failed")
             await asyncio.sleep(settings.sweep_interval_s)
 
-    async def start() -> None:
-        tasks.append(asyncio.create_task(sweep_forever(), name="ledger-expiry"))
-
-    async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
     admin_token = settings.admin_token.get_secret_value()
     return service_app(
         runtime,
@@ -59,6 +44,5 @@ def build_app(settings: Settings) -> FastAPI:
         # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
         finance_api.router(runtime, admin_token),
         admin_api.router(runtime, admin_token, threshold),
-        on_start=[start],
-        on_stop=[stop],
+        background=[sweep_forever],
     )

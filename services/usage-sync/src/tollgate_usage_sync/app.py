@@ -1,7 +1,6 @@
 """The one place that wires usage-sync."""
 
 import asyncio
-from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from .ratelimit import TokenBucket
 from .reporter import Reporter
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
-SPEC = ServiceSpec(
-    "usage-sync", "Tollgate usage-sync", subscriptions=consumers.SUBSCRIPTIONS, publishes=(USAGE_REPORTED,)
-)
+PUBLISHES = (USAGE_REPORTED,)
+SPEC = ServiceSpec("usage-sync", "Tollgate usage-sync", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 log = get_logger(__name__)
 
 
@@ -39,7 +37,6 @@ def build_app(settings: Settings) -> FastAPI:
     windows = Windows(timedelta(seconds=settings.window_seconds), settings.grace_seconds)
     runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(meters, windows))
     client = stripe_client(settings)
-    running: list[asyncio.Task[None]] = []
 
     async def report_forever() -> None:
         reporter = Reporter(
@@ -58,13 +55,4 @@ def build_app(settings: Settings) -> FastAPI:
                 log.exception("usage report tick failed")
             await asyncio.sleep(settings.tick_seconds)
 
-    async def start() -> None:
-        running.append(asyncio.create_task(report_forever(), name="usage-reporter"))
-
-    async def stop() -> None:
-        for task in running:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
-    return service_app(runtime, api.router(runtime, client), on_start=[start], on_stop=[stop])
+    return service_app(runtime, api.router(runtime, client), background=[report_forever])
