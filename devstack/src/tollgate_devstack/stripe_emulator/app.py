@@ -135,6 +135,12 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
                 return 200, public_session(state.sessions[sid])
             case "POST", ["billing", "meter_events"]:
                 return 200, state.record_meter_event(params)
+            case "GET", [("disputes" | "charges" | "invoices" | "subscriptions"), oid] if oid in state.objects:
+                return 200, state.objects[oid]
+            case "GET", ["disputes", oid] if oid in state.disputes:
+                return 200, state.disputes[oid]
+            case "GET", ["charges", oid] if oid in state.charges:
+                return 200, state.charges[oid]
             case "GET", [("payment_intents" | "refunds" | "disputes" | "charges") as kind]:
                 data = state.listed(getattr(state, kind), params)
                 return 200, {"object": "list", "data": data, "has_more": False, "url": path}
@@ -161,9 +167,20 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         return JSONResponse(await complete(sid))
 
     async def send_event(request: Request) -> Response:
+        """Sign and deliver an event of any type ({"type", "object", "created"?}); the
+        object becomes what GET returns for it, as Stripe's current state."""
         body = await request.json()
-        evt = webhooks.event(body["type"], body.get("object", {}))
+        obj = body.get("object", {})
+        evt = webhooks.event(body["type"], obj, created=body.get("created"))
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            state.objects[obj["id"]] = obj
         return JSONResponse({"event": evt, "delivery": await webhooks.deliver(state, webhook_url, webhook_secret, evt)})
+
+    async def put_object(request: Request) -> Response:
+        """Set what GET returns for an object, without any event: Stripe's state moved on."""
+        obj = await request.json()
+        state.objects[obj["id"]] = obj
+        return JSONResponse(obj)
 
     async def dispute(request: Request) -> Response:
         """Open a dispute on a PaymentIntent ({"payment_intent", "amount"?}) or close one
@@ -243,6 +260,7 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             Route("/checkout/{sid}/pay", pay, methods=["POST"]),
             Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
             Route("/_emulator/events", send_event, methods=["POST"]),
+            Route("/_emulator/objects", put_object, methods=["POST"]),
             Route("/_emulator/disputes", dispute, methods=["POST"]),
             Route("/_emulator/meter_events", meter_events, methods=["GET"]),
             Route("/_emulator/faults", faults, methods=["POST"]),

@@ -35,6 +35,8 @@ class State:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The latest version of every object an event carried: what GET returns for it.
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def take_fault(self, path: str, body: str) -> int | None:
         for (fault_path, match), statuses in self.faults.items():

@@ -20,12 +20,12 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={digest}"
 
 
-def event(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+def event(event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
     return {
         "id": new_id("evt"),
         "object": "event",
         "api_version": stripe.api_version,
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "livemode": False,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate_shared.http import ApiError
+from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime
 
 from . import metrics
 from .config import Settings
-from .domain import Catalog
-from .handlers import StartCheckout, WebhookSecret, ingest_webhook, start_checkout, verify_webhook
+from .domain import Catalog, Malformed
+from .handlers import StartCheckout, StripeSide, WebhookSecrets, ingest_webhook, start_checkout, verify_webhook
 from .stripe_gateway import StripeCheckout
 
 
@@ -23,7 +24,27 @@ class Deps:
     catalog: Catalog
     gateway: StripeCheckout
 
+    @property
+    def stripe_side(self) -> StripeSide:
+        return StripeSide(self.catalog, self.gateway)
 
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit`: from its
+    Content-Length before reading, or while it streams in."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"a webhook body is at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"a webhook body is at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+log = get_logger(__name__)
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
@@ -53,15 +74,19 @@ def router(deps: Deps) -> APIRouter:
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
     ) -> dict[str, object]:
-        secret = WebhookSecret(
-            deps.settings.stripe_webhook_secret.get_secret_value(), deps.settings.webhook_tolerance_s
-        )
+        secrets = WebhookSecrets(deps.settings.webhook_secrets(), deps.settings.webhook_tolerance_s)
         try:
-            event = verify_webhook(await request.body(), stripe_signature, secret)
+            body = await read_capped(request, deps.settings.webhook_max_bytes)
+            event = verify_webhook(body, stripe_signature, secrets)
         except ApiError as refused:
             metrics.WEBHOOKS.labels("unverified", refused.code).inc()
             raise
-        outcome = await ingest_webhook(event, deps.runtime.pool, deps.catalog)
+        try:
+            outcome = await ingest_webhook(event, deps.runtime.pool, deps.stripe_side)
+        except Malformed as exc:
+            metrics.WEBHOOKS.labels(event["type"], "malformed").inc()
+            log.warning("stripe event malformed", stripe_event_id=event["id"], reason=str(exc)[:300])
+            raise ApiError(400, "malformed_event", f"{event['type']} event is malformed: {exc}") from None
         metrics.WEBHOOKS.labels(event["type"], outcome).inc()
         return {"received": True, "outcome": outcome}
 

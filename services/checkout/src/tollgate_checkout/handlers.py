@@ -1,19 +1,23 @@
 """Checkout's use cases: start a purchase, and accept Stripe's word that it was paid."""
 
 import json
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import stripe
 
 from tollgate_shared import outbox
+from tollgate_shared.contracts import Event, payments_event
 from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.http import ApiError
 from tollgate_shared.logging import get_logger
 
 from . import repo
-from .domain import Catalog, UnknownPlan, Unprocessable, payment_fact
+from .domain import Catalog, UnknownPlan, Unprocessable
+from .machines import Observation, decide, facts, observe, observe_object
 from .stripe_gateway import CreatedSession, StripeCheckout
 
 log = get_logger(__name__)
@@ -50,46 +54,145 @@ async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCh
 
 
 @dataclass(frozen=True)
-class WebhookSecret:
-    secret: str
+class WebhookSecrets:
+    """The endpoint's signing secrets: during a rotation Stripe signs with each, and an
+    event signed by any of them is Stripe's."""
+
+    secrets: tuple[str, ...]
     tolerance_s: int
 
 
-def verify_webhook(payload: bytes, signature: str | None, secret: WebhookSecret) -> dict[str, Any]:
-    """Verify Stripe's signature with the SDK, then parse. Raises ApiError(400) on any doubt."""
+def verify_webhook(payload: bytes, signature: str | None, secrets: WebhookSecrets) -> dict[str, Any]:
+    """Verify Stripe's signature with the SDK and the timestamp both ways, then parse.
+    Raises ApiError(400) on any doubt."""
     if not signature:
         raise ApiError(400, "missing_signature", "Stripe-Signature header is required")
-    try:
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8", "replace"), signature, secret.secret, secret.tolerance_s
-        )
-    except stripe.SignatureVerificationError as exc:
-        if "tolerance" in str(exc).lower():
-            raise ApiError(400, "timestamp_outside_tolerance", "signature timestamp is too old or too new") from None
-        raise ApiError(400, "invalid_signature", "signature does not match the payload") from None
+    _within_tolerance(signature, secrets.tolerance_s)
+    text = payload.decode("utf-8", "replace")
+    for secret in secrets.secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, signature, secret, secrets.tolerance_s)
+            break
+        except stripe.SignatureVerificationError as exc:
+            if "tolerance" in str(exc).lower():
+                raise ApiError(400, "timestamp_outside_tolerance", "signature timestamp is too old") from None
+    else:
+        raise ApiError(400, "invalid_signature", "signature does not match the payload")
     try:
         event = json.loads(payload)
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or "type" not in event:
+        if (
+            not isinstance(event, dict)
+            or not isinstance(event.get("id"), str)
+            or not isinstance(event.get("type"), str)
+        ):
             raise ValueError("not a Stripe event")
     except ValueError:
         raise ApiError(400, "malformed_payload", "payload is not a Stripe event JSON object") from None
     return event
 
 
-async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, catalog: Catalog) -> str:
-    """Record the event once and publish the payment fact it carries, in one transaction."""
-    try:
-        fact = payment_fact(event, catalog)
-        outcome = "published" if fact else "ignored"
-    except Unprocessable as exc:
-        fact, outcome = None, "unprocessable"
-        log.error("stripe event cannot be processed", reason=str(exc), stripe_event_id=event["id"])
+def _within_tolerance(signature: str, tolerance_s: int) -> None:
+    """The SDK refuses an old timestamp; a timestamp from the future is refused here: a
+    replayed capture must not be dated ahead to outlive the tolerance."""
+    stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
+    if not stamps or not stamps[0].isdigit():
+        raise ApiError(400, "invalid_signature", "signature has no timestamp")
+    if int(stamps[0]) > time.time() + tolerance_s:
+        raise ApiError(400, "timestamp_outside_tolerance", "signature timestamp is in the future")
+
+
+async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, stripe_side: "StripeSide") -> str:
+    """Record the event once and, in the same transaction, move the Stripe object it is
+    about and publish (or park) the facts that move stands for. Returns the outcome."""
+    seen = observe(event)  # Malformed: refused before anything is stored
     async with pool.acquire() as conn, conn.transaction():
-        if not await repo.record_event(conn, event, outcome):
+        if not await repo.record_event(conn, event, "received"):
             return "duplicate"
-        if fact is not None:
-            # Keyed by customer, so one customer's facts stay in order on one partition.
-            key = str(getattr(fact, "account_id", None) or getattr(fact, "payment_intent_id", ""))
-            await outbox.add(conn, PAYMENTS_EVENTS, key, fact)
+        outcome = await apply_observation(conn, event["id"], seen, stripe_side)
+        await repo.set_outcome(conn, event["id"], outcome)
     log.info("stripe event accepted", stripe_event_id=event["id"], stripe_event_type=event["type"], outcome=outcome)
     return outcome
+
+
+@dataclass(frozen=True)
+class StripeSide:
+    """What reading Stripe's events needs: the plans, and Stripe itself when an event
+    cannot decide an object's state."""
+
+    catalog: Catalog
+    gateway: StripeCheckout
+
+
+async def apply_observation(
+    conn: asyncpg.Connection, cause: str, seen: Observation | None, stripe_side: StripeSide
+) -> str:
+    if seen is None:
+        return "ignored"
+    await repo.lock(conn, seen.object_id)
+    known = await repo.known(conn, seen.object_id)
+    decision = decide(known, seen)
+    if decision == "undecided":
+        fetched = await stripe_side.gateway.retrieve(seen.kind, seen.object_id)
+        seen = observe_object(seen.kind, fetched, int(time.time()))
+        decision = "stale" if seen is None else decide(known, seen)
+    if decision != "forward" or seen is None:
+        return "stale"
+    try:
+        out = facts(known, seen, stripe_side.catalog, cause)
+    except Unprocessable as exc:
+        log.error("stripe event cannot be processed", reason=str(exc), stripe_event_id=cause)
+        return "unprocessable"
+    await repo.move(conn, seen)
+    if not out:
+        return "recorded"
+    return "published" if await publish(conn, seen, out, cause) else "parked"
+
+
+async def publish(conn: asyncpg.Connection, seen: Observation, out: list[Event], cause: str) -> bool:
+    """Publish the facts, unless what they depend on has not been published yet: then they
+    wait, and go out when it is. A paid session lets go of what waited for it."""
+    if seen.needs:
+        await repo.lock(conn, seen.needs)
+        owner = await repo.provider(conn, seen.needs)
+        if owner is None:
+            for fact in out:
+                await repo.park(conn, seen.needs, fact.event_id, fact.model_dump(mode="json"), cause)
+            log.info("facts parked until their dependency", dependency=seen.needs, facts=len(out))
+            return False
+        out = [_owned_by(fact, owner) for fact in out]
+    for fact in out:
+        await outbox.add(conn, PAYMENTS_EVENTS, _key(fact), fact)
+    for dependency in seen.provides:
+        assert seen.account_id is not None
+        await repo.lock(conn, dependency)
+        await repo.provide(conn, dependency, seen.account_id)
+        for payload in await repo.unpark(conn, dependency):
+            waited = _owned_by(payments_event.validate_python(payload), seen.account_id)
+            await outbox.add(conn, PAYMENTS_EVENTS, _key(waited), waited)
+    return True
+
+
+def _owned_by(fact: Event, account_id: str) -> Event:
+    """A dependent fact belongs to whoever made the payment or subscription it follows,
+    and goes to that customer's partition, after it."""
+    return fact.model_copy(update={"account_id": account_id})
+
+
+def _key(fact: Event) -> str:
+    return str(getattr(fact, "account_id", None) or "")
+
+
+async def replay_unprocessable(
+    pool: asyncpg.Pool, stripe_side: StripeSide, event_id: str | None, since: datetime | None
+) -> list[tuple[str, str]]:
+    """Apply again the stored events that could not be processed (after a fix, say a plan
+    added to the catalog); returns each event's id and its new outcome."""
+    async with pool.acquire() as conn:
+        events = await repo.stored_events(conn, event_id, since, "unprocessable")
+    done = []
+    for event in events:
+        async with pool.acquire() as conn, conn.transaction():
+            outcome = await apply_observation(conn, event["id"], observe(event), stripe_side)
+            await repo.set_outcome(conn, event["id"], outcome)
+        done.append((event["id"], outcome))
+    return done

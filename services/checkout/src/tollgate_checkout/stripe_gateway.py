@@ -54,6 +54,19 @@ class StripeCheckout:
         )
         return CreatedSession(id=session.id, url=session.url or "", customer=customer.id, mode=plan.mode)
 
+    async def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
+        """The object as Stripe has it now, for when its events cannot say."""
+        v1 = self._client.v1
+        resources = {
+            "checkout_session": v1.checkout.sessions,
+            "charge": v1.charges,
+            "dispute": v1.disputes,
+            "invoice": v1.invoices,
+            "subscription": v1.subscriptions,
+        }
+        found = await resources[kind].retrieve_async(object_id)  # type: ignore[attr-defined]
+        return found.to_dict()  # type: ignore[no-any-return]
+
 
 def _line_item(plan: Plan, quantity: int) -> dict[str, Any]:
     if plan.mode == "subscription":

@@ -50,7 +50,7 @@ class InvoicePaymentFailed(BillingFact):
 
 
 class InvoicePaid(BillingFact):
-    """A subscription invoice was paid: suspended keys of the subscription resume."""
+    """A subscription invoice was paid: keys the subscription's unpaid invoice stopped resume."""
 
     event_type: Literal["InvoicePaid"] = "InvoicePaid"
     subscription_id: str
@@ -65,7 +65,8 @@ class SubscriptionEnded(BillingFact):
 
 
 class PaymentRefunded(BillingFact):
-    """Money went back to the customer; `full` when the whole charge was refunded."""
+    """Money went back to the customer: `amount_refunded` is the charge's total refunded
+    so far (it only grows), `full` when that is the whole charge."""
 
     event_type: Literal["PaymentRefunded"] = "PaymentRefunded"
     payment_intent_id: str
@@ -82,16 +83,19 @@ class DisputeFact(Event):
 
 
 class DisputeOpened(DisputeFact):
-    """The customer disputed a charge: the money is held until the dispute closes."""
+    """The customer disputed a charge, or the bank inquired about it: the money is held
+    until the dispute closes."""
 
     event_type: Literal["DisputeOpened"] = "DisputeOpened"
+    inquiry: bool = Field(default=False, description="An inquiry (Stripe's warning_* statuses), not yet a chargeback")
 
 
 class DisputeClosed(DisputeFact):
-    """A dispute ended: `won` keeps the money, `lost` gives it up."""
+    """A dispute ended: `won` keeps the money, `lost` gives it up (and the credits it
+    bought), `warning_closed` ends an inquiry that never became a chargeback."""
 
     event_type: Literal["DisputeClosed"] = "DisputeClosed"
-    outcome: Literal["won", "lost"]
+    outcome: Literal["won", "lost", "warning_closed"]
 
 
 PAYMENTS_MESSAGES = (
