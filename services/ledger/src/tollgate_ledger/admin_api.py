@@ -15,7 +15,6 @@ from .api import balance_body
 from .book import Book
 from .domain import Account, Rejected, customer_credits
 from .handlers import (
-    Transfer,
     adjust_credits,
     close_account,
     grant_promotional,
@@ -25,6 +24,7 @@ from .handlers import (
     transfer_many,
     void_hold,
 )
+from .holds import Transfer
 
 MAX_AMOUNT = 10**15
 T = TypeVar("T")

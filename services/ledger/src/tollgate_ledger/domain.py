@@ -130,6 +130,7 @@ CREDITS_EXPIRED = system_account("credits_expired", "revenue", CALLS)
 PROMOTIONS = system_account("promotional_credits", "expense", CALLS)
 ADJUSTMENTS = system_account("manual_adjustments", "equity", CALLS)
 REFUNDED_USAGE = system_account("refunded_usage", "expense", CALLS)  # calls refunded after they were used
+DISPUTED_USAGE = system_account("disputed_usage", "expense", CALLS)  # calls a lost dispute took the money of
 
 
 # --- balances -------------------------------------------------------------------------

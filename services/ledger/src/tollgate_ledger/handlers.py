@@ -10,8 +10,7 @@ by the Stripe event, since several events describe one fact.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
 
 import asyncpg
 
@@ -26,6 +25,7 @@ from .domain import (
     CREDITS_CONSUMED,
     CREDITS_EXPIRED,
     CREDITS_ISSUED,
+    DISPUTED_USAGE,
     PAID_PRIORITY,
     PROMOTIONAL_PRIORITY,
     PROMOTIONS,
@@ -42,17 +42,16 @@ from .domain import (
     customer_overdrawn,
     customer_prepaid,
     dispute_losses,
-    hold_movements,
     refunds_paid,
     stripe_clearing,
 )
+from .holds import Outcome, Resolution, Transfer, hold_row, pending, stage_post, stage_transfer, stage_void
 
 log = get_logger(__name__)
 ADJUSTMENT_PRIORITY = 50  # between promotional (burned first) and paid credits
 # Entries that also moved a sub-ledger (grants, holds, watermarks) are corrected by their
 # own operation (a refund, an adjustment), not by a bare reversal of their postings.
 REVERSIBLE = frozenset({"transfer", "manual_adjustment_transfer", "correction"})
-Outcome = Literal["created", "exists"]
 
 
 # --- payments ------------------------------------------------------------------------------
@@ -111,44 +110,64 @@ async def _settle_overdrawn(book: Book, account_id: str, cause: str, new: Grant)
 
 
 async def refund_payment(book: Book, fact: PaymentRefunded) -> bool:
-    """Money back to the customer. The credits it paid for go too: the unused ones are
-    reversed; any already used are booked explicitly as refunded usage."""
+    """Money back to the customer, and the refunded share of the credits it paid for:
+    unused ones reversed, any already used booked explicitly as refunded usage."""
     refunded_total = fact.amount_refunded.amount_minor
     key = f"refund:{fact.payment_intent_id}:{refunded_total}"
     if await book.booked([key]):
         return False
     grant = await repo.paid_grant(book.conn, fact.payment_intent_id)
-    already = grant["refunded_minor"] if grant else 0
-    money = refunded_total - already
+    money = refunded_total - (grant["refunded_minor"] if grant else 0)
     if money <= 0:
         return False  # an older refund total, arriving late: nothing new
     currency = fact.amount_refunded.currency
-    credits, prepaid = customer_credits(fact.account_id), customer_prepaid(fact.account_id, currency)
-    clearing = stripe_clearing(currency)
-    await book.load([credits, prepaid, clearing, CREDITS_ISSUED, REFUNDED_USAGE, refunds_paid(currency)])
+    prepaid, clearing = customer_prepaid(fact.account_id, currency), stripe_clearing(currency)
+    await book.load([prepaid, clearing, refunds_paid(currency)])
     postings = [Posting(prepaid, money), Posting(clearing, -money)]
     if book.balance(prepaid.id).available < money:
         # Refunding more than the customer prepaid (e.g. a charge the ledger never saw).
         postings = [Posting(refunds_paid(currency), money), Posting(clearing, -money)]
-    unused = used = 0
-    if grant and grant["paid_minor"]:
-        revoke = credits_revoked(grant["granted"], grant["paid_minor"], refunded_total, already)
-        unused = min(revoke, grant["remaining"], book.balance(credits.id).available_conservative)
-        used = revoke - unused
-        if unused:
-            postings += [Posting(credits, unused), Posting(CREDITS_ISSUED, -unused)]
-        if used:
-            postings += [Posting(REFUNDED_USAGE, used), Posting(CREDITS_ISSUED, -used)]
+    back = await _credits_back(book, fact.account_id, grant, money, REFUNDED_USAGE)
     reverses = grant["granted_tx"] if grant else None
-    book.post(Entry(key, "refund", fact.occurred_at, tuple(postings), fact.payment_intent_id, reverses=reverses))
+    entry = Entry(key, "refund", fact.occurred_at, (*postings, *back.postings), fact.payment_intent_id, reverses)
+    book.post(entry)
     await book.flush()
     if grant:
-        await repo.record_refund(book.conn, grant["id"], unused, refunded_total)
-    log.info("refund booked", payment_intent=fact.payment_intent_id, money=money, unused=unused, used=used)
+        await repo.record_return(book.conn, grant["id"], back.unused, refunded=money)
+    log.info("refund booked", payment_intent=fact.payment_intent_id, money=money, unused=back.unused, used=back.used)
     return True
 
 
-def _dispute_hold(fact: DisputeOpened | DisputeClosed) -> "Transfer":
+@dataclass(frozen=True)
+class CreditsBack:
+    postings: tuple[Posting, ...]
+    unused: int
+    used: int
+
+
+async def _credits_back(
+    book: Book, account_id: str, grant: asyncpg.Record | None, money: int, used_account: Account
+) -> CreditsBack:
+    """The share of a paid grant's credits that `money` more returned to the customer
+    takes back: unused credits return to issuance; those already used are booked on
+    `used_account` (refunded or disputed usage), so nothing used is unbooked."""
+    if grant is None or not grant["paid_minor"]:
+        return CreditsBack((), 0, 0)
+    credits = customer_credits(account_id)
+    await book.load([credits, CREDITS_ISSUED, used_account])
+    before = grant["refunded_minor"] + grant["disputed_minor"]
+    revoke = credits_revoked(grant["granted"], grant["paid_minor"], before + money, before)
+    unused = min(revoke, grant["remaining"], book.balance(credits.id).available_conservative)
+    used = revoke - unused
+    postings: list[Posting] = []
+    if unused:
+        postings += [Posting(credits, unused), Posting(CREDITS_ISSUED, -unused)]
+    if used:
+        postings += [Posting(used_account, used), Posting(CREDITS_ISSUED, -used)]
+    return CreditsBack(tuple(postings), unused, used)
+
+
+def _dispute_hold(fact: DisputeOpened | DisputeClosed) -> Transfer:
     currency = fact.amount.currency
     return Transfer(
         id=f"dispute:{fact.dispute_id}",
@@ -162,7 +181,7 @@ def _dispute_hold(fact: DisputeOpened | DisputeClosed) -> "Transfer":
 
 
 async def open_dispute(book: Book, fact: DisputeOpened) -> bool:
-    """The disputed money is held until the dispute closes."""
+    """The disputed money is held until the dispute closes (an inquiry's too)."""
     currency = fact.amount.currency
     await book.load([dispute_losses(currency), stripe_clearing(currency)])
     (outcome,) = await transfer_many(book, [_dispute_hold(fact)])
@@ -172,33 +191,59 @@ async def open_dispute(book: Book, fact: DisputeOpened) -> bool:
 
 
 async def close_dispute(book: Book, fact: DisputeClosed) -> bool:
-    """Lost: the held money is posted as a loss. Won: the hold is voided. A close whose
-    opening never arrived is booked as if it had."""
+    """Won, or an inquiry closed: the hold is released. Lost: the held money is posted as
+    a loss, and the disputed pack's credits go as a refund's would. A close whose opening
+    never arrived is booked as if it had."""
     currency = fact.amount.currency
     await book.load([dispute_losses(currency), stripe_clearing(currency)])
     spec = _dispute_hold(fact)
-    if await repo.hold_for_update(book.conn, spec.id) is None:
-        return await _dispute_opened_and_closed(book, spec, fact)
-    if fact.outcome == "lost":
-        return await post_hold(book, spec.id, None, business_time=fact.occurred_at)
-    return await void_hold(book, spec.id)
-
-
-async def _dispute_opened_and_closed(book: Book, spec: "Transfer", fact: DisputeClosed) -> bool:
-    """A close whose opening never arrived: the hold is recorded as placed and resolved
-    at once, so the book and the reconciliation read as if the opening had come first."""
-    key, tx_id = f"post:{spec.id}", None
-    if fact.outcome == "lost":
-        debit, credit = book.balance(spec.debit), book.balance(spec.credit)
-        postings = (Posting(debit.account, spec.amount), Posting(credit.account, -spec.amount))
-        book.post(Entry(key, spec.kind, fact.occurred_at, postings, spec.source_ref))
+    row = await repo.hold_for_update(book.conn, spec.id)
+    lost = fact.outcome == "lost"
+    if row is None:
+        placed, resolution = hold_row(book, spec), _post_unheld(book, spec, fact) if lost else None
+    else:
+        placed = None
+        resolution = stage_post(book, row, None, fact.occurred_at) if lost else stage_void(book, row)
+    if resolution is None and row is not None:
+        return False  # closed before
+    grant = await repo.paid_grant(book.conn, fact.payment_intent_id) if lost else None
+    back = await _stage_dispute_loss(book, fact, grant) if lost and fact.account_id else None
     booked = await book.flush()
-    if fact.outcome == "lost":
-        tx_id = booked[key].tx_id
-    await repo.insert_holds(book.conn, [_hold_row(book, spec)])
-    state, posted = ("posted", spec.amount) if fact.outcome == "lost" else ("voided", 0)
-    await repo.resolve_holds(book.conn, [(spec.id, state, posted, book.now, tx_id)])
+    if placed is not None:
+        await repo.insert_holds(book.conn, [placed])
+        resolution = resolution or Resolution(spec.id, "voided", 0, None)
+    assert resolution is not None
+    await repo.resolve_holds(book.conn, [resolution.row(booked, book.now)])
+    if grant and back:
+        await repo.record_return(book.conn, grant["id"], back.unused, disputed=fact.amount.amount_minor)
     return True
+
+
+def _post_unheld(book: Book, spec: Transfer, fact: DisputeClosed) -> Resolution:
+    """A lost dispute whose opening never arrived: the money leaves as the hold would have."""
+    key = f"post:{spec.id}"
+    debit, credit = book.balance(spec.debit), book.balance(spec.credit)
+    postings = (Posting(debit.account, spec.amount), Posting(credit.account, -spec.amount))
+    book.post(Entry(key, spec.kind, fact.occurred_at, postings, spec.source_ref))
+    return Resolution(spec.id, "posted", spec.amount, key)
+
+
+async def _stage_dispute_loss(book: Book, fact: DisputeClosed, grant: asyncpg.Record | None) -> CreditsBack:
+    """What a lost dispute owes the customer no more: the prepaid money it took back (the
+    loss is offset by the liability it ends) and the credits that money bought."""
+    assert fact.account_id is not None
+    amount, currency = fact.amount.amount_minor, fact.amount.currency
+    prepaid, losses = customer_prepaid(fact.account_id, currency), dispute_losses(currency)
+    await book.load([prepaid, losses])
+    postings: list[Posting] = []
+    if book.balance(prepaid.id).available >= amount:
+        postings = [Posting(prepaid, amount), Posting(losses, -amount)]
+    back = await _credits_back(book, fact.account_id, grant, amount, DISPUTED_USAGE)
+    if postings or back.postings:
+        key = f"dispute-loss:{fact.dispute_id}"
+        reverses = grant["granted_tx"] if grant else None
+        book.post(Entry(key, "dispute_loss", fact.occurred_at, (*postings, *back.postings), fact.dispute_id, reverses))
+    return back
 
 
 # --- usage ---------------------------------------------------------------------------------
@@ -248,19 +293,6 @@ async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
 # --- transfers -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Transfer:
-    id: str
-    debit: str
-    credit: str
-    amount: int
-    pending: bool = False
-    timeout_s: float | None = None
-    kind: str = "transfer"
-    business_time: datetime | None = None
-    source_ref: str | None = None
-
-
 async def transfer_many(book: Book, transfers: list[Transfer]) -> list[Outcome | Rejected]:
     """Book transfers in one phase (an entry) or place holds (two-phase): one outcome, or
     the refusal, per transfer; a refused transfer refuses only itself."""
@@ -270,93 +302,33 @@ async def transfer_many(book: Book, transfers: list[Transfer]) -> list[Outcome |
     outcomes: list[Outcome | Rejected] = []
     for t in transfers:
         try:
-            outcomes.append(_transfer(book, t, booked, holds))
+            outcomes.append(stage_transfer(book, t, booked, holds))
         except Rejected as exc:
             outcomes.append(exc)
     await book.flush()
     placed = [t for t, o in zip(transfers, outcomes, strict=True) if t.pending and o == "created"]
-    await repo.insert_holds(book.conn, [_hold_row(book, t) for t in placed])
+    await repo.insert_holds(book.conn, [hold_row(book, t) for t in placed])
     return outcomes
 
 
-def _transfer(book: Book, t: Transfer, booked: set[str], holds: set[str]) -> Outcome:
-    if t.amount <= 0:
-        raise Rejected("invalid_amount", "amount must be a positive integer")
-    if t.debit == t.credit:
-        raise Rejected("same_account", "debit and credit accounts must differ")
-    for account_id in (t.debit, t.credit):
-        if not book.has(account_id):
-            raise Rejected("account_not_found", f"no account {account_id!r}")
-    debit, credit = book.balance(t.debit), book.balance(t.credit)
-    if debit.asset != credit.asset:
-        raise Rejected("asset_mismatch", f"{t.debit} holds {debit.asset}, {t.credit} holds {credit.asset}")
-    if t.pending:
-        if t.id in holds:
-            return "exists"
-        book.move(hold_movements(t.debit, t.credit, t.amount))
-        holds.add(t.id)
-        return "created"
-    key = f"transfer:{t.id}"
-    if key in booked:
-        return "exists"
-    postings = (Posting(debit.account, t.amount), Posting(credit.account, -t.amount))
-    book.post(Entry(key, t.kind, t.business_time or book.now, postings, t.source_ref))
-    booked.add(key)
-    return "created"
-
-
-def _hold_row(book: Book, t: Transfer) -> tuple[object, ...]:
-    expires_at = book.now + timedelta(seconds=t.timeout_s) if t.timeout_s else None
-    return (t.id, t.debit, t.credit, book.balance(t.debit).asset, t.amount, t.kind, t.source_ref, expires_at)
-
-
-async def post_hold(book: Book, hold_id: str, amount: int | None, *, business_time: datetime | None = None) -> bool:
+async def post_hold(book: Book, hold_id: str, amount: int | None) -> bool:
     """Post a hold in full (amount None) or in part, releasing the rest. False if already posted."""
-    row = await _pending(book, hold_id)
-    if row["state"] == "posted":
+    resolution = stage_post(book, await pending(book, hold_id), amount)
+    if resolution is None:
         return False
-    if row["state"] != "pending":
-        raise Rejected(f"transfer_{row['state']}", f"transfer {hold_id!r} is {row['state']}")
-    if row["expires_at"] is not None and row["expires_at"] <= book.now:
-        raise Rejected("transfer_expired", f"transfer {hold_id!r} expired at {row['expires_at'].isoformat()}")
-    held: int = row["amount"]
-    amount = held if amount is None else amount
-    if not 0 <= amount <= held:
-        raise Rejected("invalid_amount", f"can post 0..{held}, not {amount}")
-    debit, credit = book.balance(row["debit_account"]), book.balance(row["credit_account"])
-    release = hold_movements(debit.account_id, credit.account_id, -held)
-    key = f"post:{hold_id}"
-    if amount:
-        postings = (Posting(debit.account, amount), Posting(credit.account, -amount))
-        book.post(Entry(key, row["kind"], business_time or book.now, postings, row["source_ref"] or hold_id), release)
-    else:
-        book.move(release)
     booked = await book.flush()
-    tx_id = booked[key].tx_id if amount else None
-    state = "posted" if amount else "voided"
-    await repo.resolve_holds(book.conn, [(hold_id, state, amount, book.now, tx_id)])
+    await repo.resolve_holds(book.conn, [resolution.row(booked, book.now)])
     return True
 
 
 async def void_hold(book: Book, hold_id: str) -> bool:
     """Release a hold entirely. False if it was already voided or expired."""
-    row = await _pending(book, hold_id)
-    if row["state"] in ("voided", "expired"):
+    resolution = stage_void(book, await pending(book, hold_id))
+    if resolution is None:
         return False
-    if row["state"] != "pending":
-        raise Rejected(f"transfer_{row['state']}", f"transfer {hold_id!r} is {row['state']}")
-    book.move(hold_movements(row["debit_account"], row["credit_account"], -row["amount"]))
-    await book.flush()
-    await repo.resolve_holds(book.conn, [(hold_id, "voided", 0, book.now, None)])
+    booked = await book.flush()
+    await repo.resolve_holds(book.conn, [resolution.row(booked, book.now)])
     return True
-
-
-async def _pending(book: Book, hold_id: str) -> asyncpg.Record:
-    row = await repo.hold_for_update(book.conn, hold_id)
-    if row is None:
-        raise Rejected("transfer_not_found", f"no pending transfer {hold_id!r}")
-    await book.load_ids([row["debit_account"], row["credit_account"]])
-    return row
 
 
 # --- what ends on its own ------------------------------------------------------------------
@@ -367,14 +339,13 @@ async def expire_what_is_due(book: Book) -> tuple[int, int]:
     time has come; returns how many of each."""
     holds = await repo.due_holds(book.conn, book.now)
     await book.load_ids({r["debit_account"] for r in holds} | {r["credit_account"] for r in holds})
-    for r in holds:
-        book.move(hold_movements(r["debit_account"], r["credit_account"], -r["amount"]))
+    expired = [resolution for r in holds if (resolution := stage_void(book, r, "expired")) is not None]
     grants = await repo.due_grants(book.conn, book.now)
     await book.load_ids({r["account_id"] for r in grants})
     await book.load([CREDITS_EXPIRED])
     ended = [(r["id"], units, f"expiry:{r['id']}") for r in grants if (units := _expire(book, r))]
     booked = await book.flush()
-    await repo.resolve_holds(book.conn, [(r["id"], "expired", 0, book.now, None) for r in holds])
+    await repo.resolve_holds(book.conn, [resolution.row(booked, book.now) for resolution in expired])
     await repo.record_expiries(book.conn, [(grant, units, booked[key].tx_id) for grant, units, key in ended])
     if holds or ended:
         log.info("expired", holds=len(holds), grants=len(ended), units=sum(u for _, u, _ in ended))

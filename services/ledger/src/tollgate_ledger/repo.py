@@ -70,21 +70,26 @@ async def take_from_grants(conn: asyncpg.Connection, taken: dict[str, int]) -> N
 
 
 async def paid_grant(conn: asyncpg.Connection, payment_ref: str) -> asyncpg.Record | None:
-    """The paid grant a payment bought, locked: refunds change it."""
+    """The paid grant a payment bought, locked: refunds and lost disputes change it."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, account_id, granted, remaining, paid_minor, refunded_minor, granted_tx FROM credit_grants "
-        "WHERE source_ref = $1 AND kind = 'paid' FOR UPDATE",
+        "SELECT id, account_id, granted, remaining, paid_minor, refunded_minor, disputed_minor, granted_tx "
+        "FROM credit_grants WHERE source_ref = $1 AND kind = 'paid' FOR UPDATE",
         payment_ref,
     )
     return row
 
 
-async def record_refund(conn: asyncpg.Connection, grant_id: str, revoked: int, refunded_total: int) -> None:
+async def record_return(
+    conn: asyncpg.Connection, grant_id: str, revoked: int, *, refunded: int = 0, disputed: int = 0
+) -> None:
+    """Money returned to the customer from a paid grant, and the credits it took back."""
     await conn.execute(
-        "UPDATE credit_grants SET remaining = remaining - $2, refunded_minor = $3 WHERE id = $1",
+        "UPDATE credit_grants SET remaining = remaining - $2, refunded_minor = refunded_minor + $3, "
+        "  disputed_minor = disputed_minor + $4 WHERE id = $1",
         grant_id,
         revoked,
-        refunded_total,
+        refunded,
+        disputed,
     )
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pyarrow.parquet as pq
@@ -18,7 +19,6 @@ from tollgate_ledger.cli import print_trial_balance
 from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import CREDITS_CONSUMED, Account, Rejected, customer_credits, customer_overdrawn
 from tollgate_ledger.handlers import (
-    Transfer,
     adjust_credits,
     close_account,
     credit_purchase,
@@ -30,6 +30,7 @@ from tollgate_ledger.handlers import (
     transfer_many,
     void_hold,
 )
+from tollgate_ledger.holds import Transfer
 from tollgate_shared.contracts import DisputeClosed, DisputeOpened, Money, PaymentRefunded
 
 from .helpers import credits_of, in_book, purchase, scalar, usage
@@ -373,19 +374,71 @@ class TestRefundsAndDisputes:
         async with pool.acquire() as conn:
             assert (await repo.trial_balance(conn)).off_balance() == {}
 
-    async def test_a_dispute_holds_then_posts_when_lost(self, pool: asyncpg.Pool) -> None:
-        account, amount = customer(), Money(amount_minor=2_000, currency="usd")
+
+class TestDisputes:
+    async def dispute(self, pool: asyncpg.Pool, *facts: object) -> None:
+        for fact in facts:
+            async with pool.acquire() as conn, conn.transaction():
+                await book_payments(Deps(0), conn, [fact])  # type: ignore[list-item]
+
+    def facts(self, account: str, pi: str, amount: int, dispute: str) -> dict[str, Any]:
+        money = Money(amount_minor=amount, currency="usd")
+        return {"account_id": account, "dispute_id": dispute, "payment_intent_id": pi, "amount": money}
+
+    async def money(self, pool: asyncpg.Pool, account: str) -> dict[str, int]:
+        rows = await scalar(
+            pool,
+            "SELECT json_object_agg(account_id, credits_posted - debits_posted) FROM balances "
+            "WHERE account_id IN ($1, 'system:stripe_clearing:USD/2')",
+            f"customer:{account}:prepaid:USD/2",
+        )
+        return {("prepaid" if k.startswith("customer") else "clearing"): v for k, v in rows.items()}
+
+    async def test_a_lost_dispute_takes_the_money_and_the_credits_it_bought(self, pool: asyncpg.Pool) -> None:
+        account = customer()
         fact = purchase(account, 1_000, 2_000)
         await in_book(pool, lambda b: credit_purchase(b, fact))
-        common = {"account_id": account, "dispute_id": "dp_1", "payment_intent_id": "pi_x", "amount": amount}
-        async with pool.acquire() as conn, conn.transaction():
-            await book_payments(Deps(0), conn, [DisputeOpened(**common)])  # type: ignore[arg-type]
-        assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = 'dispute:dp_1'") == "pending"
-        async with pool.acquire() as conn, conn.transaction():
-            await book_payments(Deps(0), conn, [DisputeClosed(outcome="lost", **common)])  # type: ignore[arg-type]
-        assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = 'dispute:dp_1'") == "posted"
-        losses = await scalar(pool, "SELECT sum(amount) FROM postings WHERE account_id = 'system:dispute_losses:USD/2'")
-        assert losses == 2_000
+        await burn(pool, usage(account, 300))
+        assert fact.payment_intent_id
+        common = self.facts(account, fact.payment_intent_id, 2_000, f"dp_{account}")
+        await self.dispute(pool, DisputeOpened(**common))
+        assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = $1", f"dispute:dp_{account}") == (
+            "pending"
+        )
+        await self.dispute(pool, DisputeClosed(outcome="lost", **common))
+        assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = $1", f"dispute:dp_{account}") == (
+            "posted"
+        )
+        assert await credits_of(pool, account) == 0  # the 700 left are taken back
+        used = await scalar(pool, "SELECT sum(amount) FROM postings WHERE account_id = 'system:disputed_usage:CALLS'")
+        assert used == 300  # the 300 used were paid for by money that went back
+        # The money left Stripe, and the customer is owed no service for it: a loss on
+        # the clearing account, the liability ended.
+        assert await self.money(pool, account) == {"prepaid": 0, "clearing": 0}
+        async with pool.acquire() as conn:
+            assert (await repo.trial_balance(conn)).off_balance() == {}
+            assert await finance.verify(conn) == []
+
+    @pytest.mark.parametrize(("opened_as", "outcome"), [("chargeback", "won"), ("inquiry", "warning_closed")])
+    async def test_a_won_dispute_or_a_closed_inquiry_releases_its_hold(
+        self, pool: asyncpg.Pool, opened_as: str, outcome: str
+    ) -> None:
+        account = customer()
+        fact = purchase(account, 1_000, 2_000)
+        await in_book(pool, lambda b: credit_purchase(b, fact))
+        assert fact.payment_intent_id
+        common = self.facts(account, fact.payment_intent_id, 2_000, f"dp_{account}")
+        await self.dispute(pool, DisputeOpened(inquiry=opened_as == "inquiry", **common))
+        await self.dispute(pool, DisputeClosed(outcome=outcome, **common))  # type: ignore[arg-type]
+        hold = f"dispute:dp_{account}"
+        assert await scalar(pool, "SELECT state FROM pending_transfers WHERE id = $1", hold) == "voided"
+        assert await credits_of(pool, account) == 1_000
+        assert await self.money(pool, account) == {"prepaid": 2_000, "clearing": -2_000 + 2_000 * 0}
+        pending = await scalar(
+            pool,
+            "SELECT debits_pending + credits_pending FROM balances WHERE account_id = 'system:stripe_clearing:USD/2'",
+        )
+        assert pending == 0
 
 
 class TestChainAndPeriods:

@@ -22,7 +22,8 @@ from tollgate_ledger.app import SERVICE_DIR
 from tollgate_ledger.book import Book
 from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
-from tollgate_ledger.handlers import Transfer, post_hold, transfer_many, void_hold
+from tollgate_ledger.handlers import post_hold, transfer_many, void_hold
+from tollgate_ledger.holds import Transfer
 from tollgate_shared import db
 from tollgate_shared.contracts import Money, PaymentRefunded
 
