@@ -25,7 +25,9 @@ CREATE TABLE keys (
     -- What payment events refer to: the subscription (metered) or the payment (packs).
     subscription_id     text,
     payment_intent_id   text,
-    -- Set when an invoice fails: the key stops at this time unless a payment arrives first.
+    -- A billing hold: set when an invoice fails (the key stops at this time unless a
+    -- payment arrives first), or at once when a prepaid key's account has no pack left.
+    -- Payments lift it; they never lift an operator's suspension (status 'suspended').
     suspend_at          timestamptz,
     -- Rotation: the successor this key is an alias of until its grace (expires_at) ends.
     rotated_to          uuid REFERENCES keys (id),
@@ -48,14 +50,36 @@ CREATE INDEX keys_account ON keys (account_id);
 CREATE INDEX keys_subscription ON keys (subscription_id) WHERE subscription_id IS NOT NULL;
 CREATE INDEX keys_payment_intent ON keys (payment_intent_id) WHERE payment_intent_id IS NOT NULL;
 
--- Packs bought again by a customer who already holds a key for the plan top that key up.
--- One row per paid Checkout Session: a redelivered payment adds nothing.
-CREATE TABLE key_topups (
-    source_ref text PRIMARY KEY,
-    key_id     uuid        NOT NULL REFERENCES keys (id),
-    credits    bigint      NOT NULL CHECK (credits > 0),
-    created_at timestamptz NOT NULL DEFAULT now()
+-- Every pack a key's quota came from: the one that issued it, and those bought again by a
+-- customer who already held a key for the plan (a top-up). One row per paid Checkout
+-- Session, so a redelivered payment adds nothing. A pack ends when the money it brought
+-- has gone back to the customer, by refunds or lost disputes; a prepaid key works while
+-- its account has a pack that has not ended.
+CREATE TABLE key_packs (
+    source_ref        text PRIMARY KEY,
+    key_id            uuid        NOT NULL REFERENCES keys (id),
+    account_id        text        NOT NULL,
+    payment_intent_id text,
+    credits           bigint      NOT NULL CHECK (credits > 0),
+    paid_minor        bigint      NOT NULL DEFAULT 0,
+    refunded_minor    bigint      NOT NULL DEFAULT 0,  -- the charge's refunded total, as Stripe last said
+    disputed_minor    bigint      NOT NULL DEFAULT 0,  -- lost disputes, each counted once
+    lost_disputes     text[]      NOT NULL DEFAULT '{}',
+    ended_at          timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX key_packs_account ON key_packs (account_id) WHERE ended_at IS NULL;
+CREATE INDEX key_packs_payment ON key_packs (payment_intent_id);
+
+-- A subscription's invoices as far as access goes: a subscription's keys are held while
+-- any of its invoices is unpaid, whatever order their facts arrived in. Paid is final.
+CREATE TABLE subscription_invoices (
+    invoice_id      text PRIMARY KEY,
+    subscription_id text        NOT NULL,
+    paid            boolean     NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX subscription_invoices_unpaid ON subscription_invoices (subscription_id) WHERE NOT paid;
 
 -- Prepaid credits, exact: the keys service learns each account's available credits from
 -- the ledger (ledger.balances) and consumes against them atomically with the quota and

@@ -8,6 +8,7 @@ import asyncpg
 from tollgate_shared.consumer import Subscription
 from tollgate_shared.contracts import (
     BalanceUpdated,
+    DisputeClosed,
     InvoicePaid,
     InvoicePaymentFailed,
     PaymentRefunded,
@@ -19,7 +20,15 @@ from tollgate_shared.contracts import (
 )
 from tollgate_shared.contracts.topics import LEDGER_BALANCES, PAYMENTS_EVENTS
 
-from .handlers import KeySecrets, invoice_paid, issue_key, learn_balance, payment_failed, revoke_keys_of
+from .handlers import (
+    KeySecrets,
+    end_subscription,
+    invoice_paid,
+    issue_key,
+    learn_balance,
+    money_returned,
+    payment_failed,
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +46,10 @@ async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payment
                 await payment_failed(event, conn, deps.payment_failure_grace_s)
             case InvoicePaid():
                 await invoice_paid(event, conn)
-            case SubscriptionEnded() | PaymentRefunded():
-                await revoke_keys_of(event, conn)
+            case SubscriptionEnded():
+                await end_subscription(event, conn)
+            case PaymentRefunded() | DisputeClosed():
+                await money_returned(event, conn)
 
 
 async def on_balances(_deps: Deps, conn: asyncpg.Connection, events: list[BalanceUpdated]) -> None:
@@ -51,8 +62,8 @@ PAYMENTS = Subscription(
     PAYMENTS_EVENTS,
     payments_event.validate_json,
     on_payments,
-    "A paid session issues a key (or tops one up); invoices suspend and resume keys; "
-    "an ended subscription or a full refund revokes them.",
+    "A paid session issues a key (or tops one up); invoices suspend and resume keys; an ended "
+    "subscription revokes its keys; a pack whose money went back ends, and prepaid keys stop when none is left.",
 )
 BALANCES = Subscription(
     "balances",

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from tollgate_shared import outbox
 from tollgate_shared.contracts import (
     BalanceUpdated,
+    DisputeClosed,
     InvoicePaid,
     InvoicePaymentFailed,
     KeyIssued,
@@ -55,8 +56,10 @@ async def issue_key(
     if await repo.source_handled(conn, fact.checkout_session_id):
         log.info("payment already handled", checkout_session_id=fact.checkout_session_id)
         return False
-    if isinstance(fact, PaymentSucceeded) and await _top_up(conn, fact):
-        return False
+    if isinstance(fact, PaymentSucceeded):
+        await repo.lift_prepaid_hold(conn, fact.account_id)  # paid credits again
+        if await _top_up(conn, fact):
+            return False
     plaintext, key_id = keyformat.generate(secrets.environment), uuid4()
     quota = fact.credits if isinstance(fact, PaymentSucceeded) else None
     created = await repo.insert_key(
@@ -78,6 +81,8 @@ async def issue_key(
     )
     if not created:
         return False  # another delivery of this session issued it first
+    if isinstance(fact, PaymentSucceeded):
+        await _add_pack(conn, fact, key_id)
     issued = KeyIssued(
         event_id=event_id_for("KeyIssued", str(key_id)),
         causation_id=str(fact.event_id),
@@ -99,12 +104,25 @@ async def issue_key(
     return True
 
 
+async def _add_pack(conn: asyncpg.Connection, fact: PaymentSucceeded, key_id: UUID) -> None:
+    await repo.add_pack(
+        conn,
+        fact.checkout_session_id,
+        key_id,
+        fact.account_id,
+        fact.payment_intent_id,
+        fact.credits,
+        fact.amount.amount_minor,
+    )
+
+
 async def _top_up(conn: asyncpg.Connection, fact: PaymentSucceeded) -> bool:
     """True if the customer already holds a key for this pack, which now has more quota."""
-    key = await repo.active_pack_key(conn, fact.account_id, fact.plan)
+    key = await repo.pack_key(conn, fact.account_id, fact.plan)
     if key is None:
         return False
-    quota = await repo.top_up(conn, key.id, fact.checkout_session_id, fact.credits)
+    await _add_pack(conn, fact, key.id)
+    quota = await repo.top_up(conn, key.id, fact.credits)
     topped_up = KeyToppedUp(
         event_id=event_id_for("KeyToppedUp", fact.checkout_session_id),
         causation_id=str(fact.event_id),
@@ -237,27 +255,53 @@ async def _refused_change(key_id: UUID, conn: asyncpg.Connection) -> repo.KeyRow
 
 async def payment_failed(fact: InvoicePaymentFailed, conn: asyncpg.Connection, grace_s: float) -> int:
     """An unpaid invoice: the subscription's keys stop when the grace runs out (validation
-    checks suspend_at at the moment of each call)."""
+    checks suspend_at at the moment of each call) unless it is paid first."""
+    if not await repo.invoice_unpaid(conn, fact.invoice_id, fact.subscription_id):
+        return 0  # an older attempt at an invoice since paid
     n = await repo.schedule_suspension(conn, fact.subscription_id, grace_s)
     log.info("keys will be suspended", subscription_id=fact.subscription_id, keys=n, grace_s=grace_s)
     return n
 
 
 async def invoice_paid(fact: InvoicePaid, conn: asyncpg.Connection) -> int:
-    n = await repo.resume_subscription(conn, fact.subscription_id)
+    """Once no invoice of the subscription is unpaid, its keys' billing hold goes; an
+    operator's suspension stays."""
+    if not await repo.invoice_paid(conn, fact.invoice_id, fact.subscription_id):
+        return 0
+    n = await repo.lift_subscription_hold(conn, fact.subscription_id)
     log.info("keys resumed", subscription_id=fact.subscription_id, keys=n)
     return n
 
 
-async def revoke_keys_of(fact: SubscriptionEnded | PaymentRefunded, conn: asyncpg.Connection) -> int:
-    """A deleted subscription, or a fully refunded pack, ends its keys."""
-    if isinstance(fact, PaymentRefunded):
-        if not fact.full:
-            return 0  # a partial refund leaves the key; the ledger books the difference
-        column, value, reason = "payment_intent_id", fact.payment_intent_id, "payment refunded"
-    else:
-        column, value, reason = "subscription_id", fact.subscription_id, "subscription ended"
-    key_ids = await repo.keys_where(conn, column, value)
+async def end_subscription(fact: SubscriptionEnded, conn: asyncpg.Connection) -> int:
+    """A deleted subscription ends the keys it paid for: its calls could be billed to nobody."""
+    key_ids = await repo.keys_where(conn, "subscription_id", fact.subscription_id)
     for key_id in key_ids:
-        await revoke_key(key_id, reason, conn)
+        await revoke_key(key_id, "subscription ended", conn)
     return len(key_ids)
+
+
+async def money_returned(fact: PaymentRefunded | DisputeClosed, conn: asyncpg.Connection) -> bool:
+    """A refund or a lost dispute of a pack. Once all the pack's money has gone back, the
+    pack ends and its unused quota with it; the account's prepaid keys stop only when it
+    has no pack left, so a refund never takes away what another pack paid for. Returns
+    whether the pack ended."""
+    pack = await repo.pack_paid_by(conn, fact.payment_intent_id)
+    if pack is None:
+        return False  # not a pack of a Tollgate key
+    if isinstance(fact, PaymentRefunded):
+        await repo.record_refunded(conn, pack["source_ref"], fact.amount_refunded.amount_minor)
+        returned = max(pack["refunded_minor"], fact.amount_refunded.amount_minor) + pack["disputed_minor"]
+        whole = fact.full
+    else:
+        if fact.outcome != "lost" or fact.dispute_id in pack["lost_disputes"]:
+            return False
+        await repo.record_lost_dispute(conn, pack["source_ref"], fact.dispute_id, fact.amount.amount_minor)
+        returned = pack["refunded_minor"] + pack["disputed_minor"] + fact.amount.amount_minor
+        whole = False
+    if not (whole or returned >= pack["paid_minor"] > 0) or not await repo.end_pack(conn, pack["source_ref"]):
+        return False
+    if not await repo.has_live_pack(conn, pack["account_id"]):
+        held = await repo.hold_prepaid_keys(conn, pack["account_id"])
+        log.info("no paid credits left: prepaid keys stopped", account_id=pack["account_id"], keys=held)
+    return True

@@ -181,25 +181,51 @@ async def schedule_suspension(conn: asyncpg.Connection, subscription_id: str, gr
     """Keys of the subscription stop after the grace, unless already scheduled sooner."""
     result = await conn.execute(
         "UPDATE keys SET suspend_at = coalesce(suspend_at, now() + make_interval(secs => $2)) "
-        "WHERE subscription_id = $1 AND status = 'active'",
+        "WHERE subscription_id = $1 AND status <> 'revoked'",
         subscription_id,
         grace_s,
     )
     return db.affected(result)
 
 
-async def resume_subscription(conn: asyncpg.Connection, subscription_id: str) -> int:
+async def lift_subscription_hold(conn: asyncpg.Connection, subscription_id: str) -> int:
+    """No invoice left unpaid: the billing hold goes; an operator's suspension (status) stays."""
     result = await conn.execute(
-        "UPDATE keys SET suspend_at = NULL, status = 'active' WHERE subscription_id = $1 AND status <> 'revoked'",
+        "UPDATE keys SET suspend_at = NULL WHERE subscription_id = $1 AND suspend_at IS NOT NULL",
         subscription_id,
     )
     return db.affected(result)
 
 
+async def invoice_unpaid(conn: asyncpg.Connection, invoice_id: str, subscription_id: str) -> bool:
+    """A failed attempt at an invoice; True unless the invoice was paid already (paid stays paid)."""
+    await conn.execute(
+        "INSERT INTO subscription_invoices (invoice_id, subscription_id, paid) VALUES ($1, $2, false) "
+        "ON CONFLICT (invoice_id) DO NOTHING",
+        invoice_id,
+        subscription_id,
+    )
+    return not await conn.fetchval("SELECT paid FROM subscription_invoices WHERE invoice_id = $1", invoice_id)
+
+
+async def invoice_paid(conn: asyncpg.Connection, invoice_id: str, subscription_id: str) -> bool:
+    """Record the invoice paid; True if the subscription has no unpaid invoice left."""
+    await conn.execute(
+        "INSERT INTO subscription_invoices (invoice_id, subscription_id, paid) VALUES ($1, $2, true) "
+        "ON CONFLICT (invoice_id) DO UPDATE SET paid = true, updated_at = now()",
+        invoice_id,
+        subscription_id,
+    )
+    return not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM subscription_invoices WHERE subscription_id = $1 AND NOT paid)",
+        subscription_id,
+    )
+
+
 async def set_status(conn: asyncpg.Connection, key_id: UUID, status: str) -> KeyRow | None:
-    """Admin suspend/resume. A revoked key stays revoked."""
+    """An operator's suspend/resume. A revoked key stays revoked; a billing hold stays too."""
     row = await conn.fetchrow(
-        f"UPDATE keys SET status = $2, suspend_at = NULL WHERE id = $1 AND status <> 'revoked' RETURNING {COLUMNS}",
+        f"UPDATE keys SET status = $2 WHERE id = $1 AND status <> 'revoked' RETURNING {COLUMNS}",
         key_id,
         status,
     )
@@ -254,28 +280,112 @@ async def source_handled(conn: asyncpg.Connection, source_ref: str) -> bool:
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM keys WHERE source_ref = $1) "
-            "OR EXISTS (SELECT 1 FROM key_topups WHERE source_ref = $1)",
+            "OR EXISTS (SELECT 1 FROM key_packs WHERE source_ref = $1)",
             source_ref,
         )
     )
 
 
-async def active_pack_key(conn: asyncpg.Connection, account_id: str, plan: str) -> KeyRow | None:
-    """The customer's key for this prepaid plan, locked so two top-ups add up."""
+async def pack_key(conn: asyncpg.Connection, account_id: str, plan: str) -> KeyRow | None:
+    """The customer's key for this prepaid plan, locked so two top-ups add up: one the
+    customer can still be given (not revoked, not rotated away), held or not."""
     row = await conn.fetchrow(
         f"SELECT {COLUMNS} FROM keys WHERE account_id = $1 AND plan = $2 AND billing = 'prepaid' "
-        "AND status = 'active' AND rotated_to IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE",
+        "AND status <> 'revoked' AND rotated_to IS NULL ORDER BY created_at LIMIT 1 FOR UPDATE",
         account_id,
         plan,
     )
     return KeyRow(**row) if row else None
 
 
-async def top_up(conn: asyncpg.Connection, key_id: UUID, source_ref: str, credits: int) -> int:
+async def add_pack(
+    conn: asyncpg.Connection, source_ref: str, key_id: UUID, account_id: str, payment_intent_id: str | None,
+    credits: int, paid_minor: int,
+) -> None:  # fmt: skip
     await conn.execute(
-        "INSERT INTO key_topups (source_ref, key_id, credits) VALUES ($1, $2, $3)", source_ref, key_id, credits
+        "INSERT INTO key_packs (source_ref, key_id, account_id, payment_intent_id, credits, paid_minor) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        source_ref,
+        key_id,
+        account_id,
+        payment_intent_id,
+        credits,
+        paid_minor,
     )
+
+
+async def top_up(conn: asyncpg.Connection, key_id: UUID, credits: int) -> int:
     quota: int = await conn.fetchval(
         "UPDATE keys SET quota_limit = quota_limit + $2 WHERE id = $1 RETURNING quota_limit", key_id, credits
     )
     return quota
+
+
+async def pack_paid_by(conn: asyncpg.Connection, payment_intent_id: str) -> asyncpg.Record | None:
+    """The pack a payment bought, locked: what went back of its money decides its end."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM key_packs WHERE payment_intent_id = $1 FOR UPDATE", payment_intent_id
+    )
+    return row
+
+
+async def record_refunded(conn: asyncpg.Connection, source_ref: str, refunded_total: int) -> None:
+    await conn.execute(
+        "UPDATE key_packs SET refunded_minor = GREATEST(refunded_minor, $2) WHERE source_ref = $1",
+        source_ref,
+        refunded_total,
+    )
+
+
+async def record_lost_dispute(conn: asyncpg.Connection, source_ref: str, dispute_id: str, amount: int) -> None:
+    await conn.execute(
+        "UPDATE key_packs SET disputed_minor = disputed_minor + $3, lost_disputes = lost_disputes || $2 "
+        "WHERE source_ref = $1 AND NOT $2 = ANY(lost_disputes)",
+        source_ref,
+        dispute_id,
+        amount,
+    )
+
+
+async def end_pack(conn: asyncpg.Connection, source_ref: str) -> bool:
+    """End a pack whose money went back; its key keeps no quota the pack brought that was
+    not used. False if it had ended before."""
+    pack = await conn.fetchrow(
+        "UPDATE key_packs SET ended_at = now() WHERE source_ref = $1 AND ended_at IS NULL RETURNING key_id, credits",
+        source_ref,
+    )
+    if pack is None:
+        return False
+    await conn.execute(
+        "UPDATE keys SET quota_limit = GREATEST(quota_used, quota_limit - $2) WHERE id = $1",
+        pack["key_id"],
+        pack["credits"],
+    )
+    return True
+
+
+async def has_live_pack(conn: asyncpg.Connection, account_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM key_packs WHERE account_id = $1 AND ended_at IS NULL)", account_id
+        )
+    )
+
+
+async def hold_prepaid_keys(conn: asyncpg.Connection, account_id: str) -> int:
+    """The account has no paid credits left: its prepaid keys stop now (a billing hold)."""
+    result = await conn.execute(
+        "UPDATE keys SET suspend_at = now() WHERE account_id = $1 AND billing = 'prepaid' AND status <> 'revoked' "
+        "AND suspend_at IS NULL",
+        account_id,
+    )
+    return db.affected(result)
+
+
+async def lift_prepaid_hold(conn: asyncpg.Connection, account_id: str) -> int:
+    """Paid credits again: the account's prepaid keys work again (an operator's suspension stays)."""
+    result = await conn.execute(
+        "UPDATE keys SET suspend_at = NULL WHERE account_id = $1 AND billing = 'prepaid' AND suspend_at IS NOT NULL",
+        account_id,
+    )
+    return db.affected(result)

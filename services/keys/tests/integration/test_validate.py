@@ -19,12 +19,26 @@ from tollgate_keys.handlers import (
     KeySecrets,
     Validate,
     Verdict,
+    invoice_paid,
     issue_key,
+    money_returned,
+    payment_failed,
     revoke_key,
     rotate_key,
+    set_key_status,
     validate_key,
 )
-from tollgate_shared.contracts import Money, PaymentSucceeded, UsageRecorded, parse_usage
+from tollgate_shared.contracts import (
+    DisputeClosed,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    Money,
+    PaymentRefunded,
+    PaymentSucceeded,
+    SubscriptionStarted,
+    UsageRecorded,
+    parse_usage,
+)
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 NO_LIMITS = Limits()
@@ -126,6 +140,100 @@ class TestTopUp:
             events = await conn.fetch("SELECT payload->>'event_type' AS t FROM outbox ORDER BY id")
         assert [k["quota_limit"] for k in keys] == [2_000]
         assert [e["t"] for e in events] == ["KeyIssued", "KeyToppedUp"]
+
+
+class TestEntitlement:
+    """A prepaid key works while its account has a pack whose money is still ours; a
+    metered key while its subscription lasts; payments never lift an operator's hold."""
+
+    def pack(self, account: str) -> PaymentSucceeded:
+        session = f"cs_{secrets.token_hex(6)}"
+        return PaymentSucceeded(
+            account_id=account,
+            customer_email="a@example.com",
+            plan="starter",
+            product_name="Starter",
+            credits=1_000,
+            amount=Money(amount_minor=999, currency="usd"),
+            checkout_session_id=session,
+            payment_intent_id=f"pi_{session}",
+        )
+
+    def refund(self, pack: PaymentSucceeded, amount: int) -> PaymentRefunded:
+        assert pack.payment_intent_id
+        return PaymentRefunded(
+            account_id=pack.account_id,
+            payment_intent_id=pack.payment_intent_id,
+            amount_refunded=Money(amount_minor=amount, currency="usd"),
+            full=amount >= pack.amount.amount_minor,
+        )
+
+    async def key(self, pool: asyncpg.Pool, account: str) -> tuple[int | None, str]:
+        """(quota, what validation would say) of the account's one key."""
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT key_hash, quota_limit FROM keys WHERE account_id = $1", account)
+            state = await repo.check(conn, row["key_hash"], 1)
+        return row["quota_limit"], state.outcome
+
+    async def test_refunding_one_pack_leaves_the_key_to_the_other(self, pool: asyncpg.Pool) -> None:
+        account = f"cus_{secrets.token_hex(4)}"
+        first, second = self.pack(account), self.pack(account)
+        for fact in (first, second):
+            await in_tx(pool, lambda c, fact=fact: issue_key(fact, c, SECRETS))  # type: ignore[misc]
+        assert await in_tx(pool, lambda c: money_returned(self.refund(first, 999), c)) is True
+        assert await self.key(pool, account) == (1_000, "ok")
+
+    async def test_refunding_the_only_pack_stops_the_key_and_a_new_pack_starts_it(self, pool: asyncpg.Pool) -> None:
+        account = f"cus_{secrets.token_hex(4)}"
+        first = self.pack(account)
+        await in_tx(pool, lambda c: issue_key(first, c, SECRETS))
+        assert await in_tx(pool, lambda c: money_returned(self.refund(first, 300), c)) is False  # a part
+        assert await self.key(pool, account) == (1_000, "ok")
+        assert await in_tx(pool, lambda c: money_returned(self.refund(first, 999), c)) is True
+        assert await self.key(pool, account) == (0, "suspended")
+        again = self.pack(account)
+        assert await in_tx(pool, lambda c: issue_key(again, c, SECRETS)) is False  # the same key, topped up
+        assert await self.key(pool, account) == (1_000, "ok")
+
+    async def test_a_lost_dispute_ends_its_pack_as_a_full_refund_would(self, pool: asyncpg.Pool) -> None:
+        account = f"cus_{secrets.token_hex(4)}"
+        first = self.pack(account)
+        await in_tx(pool, lambda c: issue_key(first, c, SECRETS))
+        assert first.payment_intent_id
+        lost = DisputeClosed(
+            account_id=account,
+            dispute_id=f"dp_{account}",
+            payment_intent_id=first.payment_intent_id,
+            amount=Money(amount_minor=999, currency="usd"),
+            outcome="lost",
+        )
+        assert await in_tx(pool, lambda c: money_returned(lost, c)) is True
+        assert await in_tx(pool, lambda c: money_returned(lost, c)) is False  # delivered again: nothing more
+        assert await self.key(pool, account) == (0, "suspended")
+
+    async def test_a_paid_invoice_lifts_the_billing_hold_but_not_an_operators_suspension(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        account, subscription = f"cus_{secrets.token_hex(4)}", f"sub_{secrets.token_hex(4)}"
+        started = SubscriptionStarted(
+            account_id=account,
+            customer_email="a@example.com",
+            plan="metered",
+            product_name="Metered",
+            checkout_session_id=f"cs_{secrets.token_hex(6)}",
+            subscription_id=subscription,
+        )
+        await in_tx(pool, lambda c: issue_key(started, c, SECRETS))
+        invoice = {"account_id": account, "subscription_id": subscription, "invoice_id": "in_1"}
+        await in_tx(pool, lambda c: payment_failed(InvoicePaymentFailed(**invoice), c, 0))
+        assert (await self.key(pool, account))[1] == "suspended"
+        await in_tx(pool, lambda c: invoice_paid(InvoicePaid(**invoice), c))
+        assert (await self.key(pool, account))[1] == "ok"
+        async with pool.acquire() as conn:
+            key_id = await conn.fetchval("SELECT id FROM keys WHERE account_id = $1", account)
+        await in_tx(pool, lambda c: set_key_status(key_id, "suspended", c))
+        await in_tx(pool, lambda c: invoice_paid(InvoicePaid(**invoice), c))
+        assert (await self.key(pool, account))[1] == "suspended"
 
 
 class TestValidate:
