@@ -61,7 +61,9 @@ class TestSubscriptionKeys:
 
 
 class TestPackKeys:
-    async def test_a_full_refund_revokes_a_partial_one_does_not(self, stack: dict[str, Any]) -> None:
+    async def test_a_full_refund_of_the_only_pack_stops_the_key_a_partial_one_does_not(
+        self, stack: dict[str, Any]
+    ) -> None:
         async with Demo(stack) as demo:
             session, key = await bought(demo, "starter")
             charge = {
@@ -76,7 +78,7 @@ class TestPackKeys:
             await demo.balance_equal(session["customer"], 1_000 - 1_000 * 100 // 999)
             assert (await demo.validate(key, 1))["isValid"]
             await send(stack, "charge.refunded", charge | {"amount_refunded": 999, "refunded": True})
-            await reason_becomes(demo, key, "revoked")
+            await reason_becomes(demo, key, "suspended")  # no paid credits left: a billing hold
             await demo.balance_equal(session["customer"], 0)
 
     async def test_an_admin_can_suspend_and_resume_a_key(self, stack: dict[str, Any]) -> None:

@@ -21,7 +21,8 @@ from tollgate_ledger.book import Book
 from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
 from tollgate_ledger.finance import verify
-from tollgate_ledger.handlers import Transfer, transfer_many
+from tollgate_ledger.handlers import transfer_many
+from tollgate_ledger.holds import Transfer
 from tollgate_shared.contracts import Money, PaymentSucceeded, UsageIntake, parse_usage
 
 from .common import (
