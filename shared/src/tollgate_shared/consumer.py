@@ -76,6 +76,9 @@ class Subscription(Generic[D, E]):
     apply: Callable[[D, asyncpg.Connection, list[E]], Awaitable[None]]
     summary: str
     max_records: int = 500
+    # The step for records coming back from the DLQ (dlq.py), where it must differ from
+    # `apply`: a dead-lettered record was never applied, whatever came after it.
+    replay: Callable[[D, asyncpg.Connection, list[E]], Awaitable[None]] | None = None
 
 
 class TransactionalConsumer(Generic[D, E]):

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
+from tollgate_shared import dlq
 from tollgate_shared.bus import ensure_topics
 from tollgate_shared.consumer import Subscription, TransactionalConsumer
 from tollgate_shared.contracts import Topic, UsageRecorded
@@ -187,3 +188,25 @@ async def test_a_transient_failure_is_retried_however_long_it_lasts_and_nothing_
     assert harness.counted()["consumer_retries"] == 6
     assert harness.counted()["dead_lettered"] == 0
     assert await read_topic(harness.bootstrap, harness.topic.dlq) == []
+
+
+async def test_a_dead_letter_is_replayed_once_after_the_fix(harness: Harness) -> None:
+    fixed = {"yet": False}
+
+    async def apply(conn: asyncpg.Connection, records: list[Record]) -> None:
+        if any(r["seq"] == 3 for r in records) and not fixed["yet"]:
+            raise ValueError("a bug this record finds")
+        await insert(conn, records)
+
+    await produce(harness.bootstrap, harness.topic.name, values(["cus_r"], 6))
+    consumer = harness.consumer(apply, max_records=6)
+    await harness.run_until(consumer, 5)
+    assert sorted(seq for _, seq in await harness.rows()) == [0, 1, 2, 4, 5]
+
+    fixed["yet"] = True
+    set_aside = await dlq.dead_letters(harness.bootstrap, harness.topic.dlq, harness.group, since=None)
+    assert [json.loads(r.value)["seq"] for r in set_aside] == [3]
+    first = await dlq.replay(consumer.subscription, None, set_aside, harness.pool, harness.group)
+    again = await dlq.replay(consumer.subscription, None, set_aside, harness.pool, harness.group)
+    assert [d.outcome for d in first + again] == ["replayed", "already replayed"]
+    assert sorted(seq for _, seq in await harness.rows()) == [0, 1, 2, 3, 4, 5]

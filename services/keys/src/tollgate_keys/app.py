@@ -18,13 +18,22 @@ PUBLISHES = (KEYS_EVENTS, USAGE_RECORDED)
 SPEC = ServiceSpec("keys", "Tollgate keys", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 
 
-def build_app(settings: Settings) -> ValidateFastPath:
-    secrets = KeySecrets(
+def key_secrets(settings: Settings) -> KeySecrets:
+    return KeySecrets(
         environment=settings.key_environment,
         hash_secret=settings.hash_secret.get_secret_value().encode(),
         delivery=Fernet(settings.delivery_key.get_secret_value()),
     )
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(secrets, settings.payment_failure_grace_s))
+
+
+def consumer_deps(settings: Settings) -> consumers.Deps:
+    return consumers.Deps(key_secrets(settings), settings.payment_failure_grace_s)
+
+
+def build_app(settings: Settings) -> ValidateFastPath:
+    deps = consumer_deps(settings)
+    secrets = deps.secrets
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
     batcher = Batcher(lambda: runtime.pool)
 
     async def start() -> None:

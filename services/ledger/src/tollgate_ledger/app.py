@@ -20,9 +20,13 @@ SPEC = ServiceSpec("ledger", "Tollgate ledger", subscriptions=consumers.SUBSCRIP
 log = get_logger(__name__)
 
 
+def consumer_deps(settings: Settings) -> consumers.Deps:
+    return consumers.Deps(settings.low_balance_threshold)
+
+
 def build_app(settings: Settings) -> FastAPI:
     threshold = settings.low_balance_threshold
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(threshold))
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumer_deps(settings))
 
     async def sweep_forever() -> None:
         """Holds and credit grants end at their deadline even if nobody touches them; and

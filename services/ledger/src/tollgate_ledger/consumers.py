@@ -55,6 +55,13 @@ async def book_usage(deps: Deps, conn: asyncpg.Connection, usages: list[UsageInt
     await burn_usage(await Book.open(conn, low_balance_threshold=deps.low_balance_threshold), usages)
 
 
+async def book_dead_lettered_usage(deps: Deps, conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+    """A usage record back from the DLQ was never burned, though later records of its key
+    moved the watermark past it: burn it without the watermark (replay runs it once)."""
+    book = await Book.open(conn, low_balance_threshold=deps.low_balance_threshold)
+    await burn_usage(book, usages, dedup=False)
+
+
 PAYMENTS = Subscription(
     "payments",
     PAYMENTS_EVENTS,
@@ -71,5 +78,6 @@ USAGE = Subscription(
     "Prepaid usage is burned from the customer's credits, one entry per account and hour per batch; "
     "re-published records are dropped by key_units_total.",
     max_records=BATCH_RECORDS,
+    replay=book_dead_lettered_usage,
 )
 SUBSCRIPTIONS = (PAYMENTS, USAGE)

@@ -249,15 +249,16 @@ async def _stage_dispute_loss(book: Book, fact: DisputeClosed, grant: asyncpg.Re
 # --- usage ---------------------------------------------------------------------------------
 
 
-async def burn_usage(book: Book, usages: list[UsageIntake]) -> int:
+async def burn_usage(book: Book, usages: list[UsageIntake], *, dedup: bool = True) -> int:
     """Burn a batch's prepaid usage, one entry per account and hour, so the hot revenue
     account takes one row update per batch however many records it holds. A customer's
     credits never go below zero: usage beyond them is booked as overdrawn (owed to us),
-    so nothing used is ever unbooked. Returns how many records burned (after dedup)."""
+    so nothing used is ever unbooked. Returns how many records burned (after dedup;
+    without it for records back from the DLQ, which were never burned)."""
     prepaid = [u for u in usages if u.billing == "prepaid"]
     if not prepaid:
         return 0
-    fresh = await drop_republished(book.conn, prepaid)
+    fresh = await drop_republished(book.conn, prepaid) if dedup else prepaid
     groups: dict[tuple[str, datetime], list[UsageIntake]] = defaultdict(list)
     for u in fresh:
         groups[(u.account_id, u.occurred_at.replace(minute=0, second=0, microsecond=0))].append(u)

@@ -16,7 +16,7 @@ SERVICE_DIR = Path(__file__).resolve().parents[2]
 SPEC = ServiceSpec("notifier", "Tollgate notifier", subscriptions=consumers.SUBSCRIPTIONS)
 
 
-def build_app(settings: Settings) -> FastAPI:
+def consumer_deps(settings: Settings) -> Deps:
     mailer = Mailer(
         settings.smtp_host,
         settings.smtp_port,
@@ -26,5 +26,8 @@ def build_app(settings: Settings) -> FastAPI:
         starttls=settings.smtp_starttls,
     )
     delivery = Fernet(settings.delivery_key.get_secret_value())
-    deps = Deps(mailer, delivery, settings.templates_dir, settings.customer_portal_url)
-    return service_app(Runtime(SPEC, settings, SERVICE_DIR, deps))
+    return Deps(mailer, delivery, settings.templates_dir, settings.customer_portal_url)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    return service_app(Runtime(SPEC, settings, SERVICE_DIR, consumer_deps(settings)))

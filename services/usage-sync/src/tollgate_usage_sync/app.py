@@ -11,7 +11,7 @@ from tollgate_shared.contracts.topics import USAGE_REPORTED
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
 
-from . import api, consumers
+from . import api, consumers, metrics
 from .config import Settings, StripeSettings
 from .domain import Windows, load_meters
 from .ratelimit import TokenBucket
@@ -32,10 +32,16 @@ def stripe_client(settings: StripeSettings) -> stripe.StripeClient:
     )
 
 
-def build_app(settings: Settings) -> FastAPI:
-    meters = load_meters(settings.meters_file)
+def consumer_deps(settings: Settings) -> consumers.Deps:
     windows = Windows(timedelta(seconds=settings.window_seconds), settings.grace_seconds)
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumers.Deps(meters, windows))
+    return consumers.Deps(load_meters(settings.meters_file), windows)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    deps = consumer_deps(settings)
+    meters, windows = deps.meters, deps.windows
+    metrics.known_meters([m.name for m in meters])
+    runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
     client = stripe_client(settings)
 
     async def report_forever() -> None:

@@ -22,6 +22,12 @@ async def on_usage(deps: Deps, conn: asyncpg.Connection, usages: list[UsageIntak
     await aggregate_batch(conn, usages, deps.meters, deps.windows)
 
 
+async def on_dead_lettered_usage(deps: Deps, conn: asyncpg.Connection, usages: list[UsageIntake]) -> None:
+    """A usage record back from the DLQ was never counted, though later records of its key
+    moved the watermark past it: count it without the watermark (replay runs it once)."""
+    await aggregate_batch(conn, usages, deps.meters, deps.windows, dedup=False)
+
+
 USAGE = Subscription(
     "usage",
     USAGE_RECORDED,
@@ -29,5 +35,6 @@ USAGE = Subscription(
     on_usage,
     "Usage is counted into hourly windows per customer and meter; re-published records are dropped by key_units_total.",
     max_records=BATCH_RECORDS,
+    replay=on_dead_lettered_usage,
 )
 SUBSCRIPTIONS = (USAGE,)

@@ -17,7 +17,7 @@ log = get_logger(__name__)
 
 
 async def aggregate_batch(
-    conn: asyncpg.Connection, usages: list[UsageIntake], meters: list[Meter], windows: Windows
+    conn: asyncpg.Connection, usages: list[UsageIntake], meters: list[Meter], windows: Windows, *, dedup: bool = True
 ) -> int:
     """Add a batch of usage to its windows. Returns how many records counted (after dedup).
 
@@ -25,7 +25,7 @@ async def aggregate_batch(
     counted in the currently open window instead, and the adjustment is logged: late
     usage is billed late, never dropped.
     """
-    fresh = await drop_republished(conn, usages)
+    fresh = await drop_republished(conn, usages) if dedup else usages
     now = utcnow()
     sums, members = count_usage(fresh, meters, windows.length)
     closed = await repo.lock_closed_windows(conn, sorted(set(sums) | set(members)))
