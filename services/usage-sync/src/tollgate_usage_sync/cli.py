@@ -1,8 +1,9 @@
 """`python -m tollgate_usage_sync.cli reconcile|backfill --from ISO --to ISO`.
 
 reconcile: prints every difference between keys, the ledger, usage-sync and Stripe for
-the period; exits 1 if there is any. backfill: re-reports the period's closed windows
-(idempotent: the same identifiers, so Stripe keeps one event per window).
+the period; exits 1 if there is any. backfill: re-reports the period's windows Stripe
+refused, under their own identifiers; confirmed windows are never sent again (Stripe
+keeps identifiers for at least a day, not forever).
 """
 
 import argparse
@@ -40,7 +41,7 @@ async def run(args: argparse.Namespace, settings: WindowSettings) -> int:
         if args.command == "backfill":
             async with pool.acquire() as conn:
                 n = await repo.reopen_for_backfill(conn, args.start, args.end, args.customer)
-            print(f"backfill: {n} windows queued to be re-reported with their original identifiers")
+            print(f"backfill: {n} windows queued to be re-reported with their original identifiers (refused ones)")
             return 0
         assert isinstance(settings, StripeSettings)
         records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name)

@@ -107,9 +107,12 @@ async def mark(
 async def reopen_for_backfill(
     conn: asyncpg.Connection, start: datetime, end: datetime, account_id: str | None = None
 ) -> int:
+    """Queue again the period's windows Stripe refused. A confirmed window is billed and is
+    never sent again: Stripe keeps an identifier for at least a day, not forever, so a
+    re-send could bill it twice. (Windows still pending or sent go out by themselves.)"""
     result = await conn.execute(
         "UPDATE usage_windows SET state = 'pending', next_attempt_at = now(), error = NULL, updated_at = now() "
-        "WHERE state IN ('confirmed', 'failed') AND window_start >= $1 AND window_start < $2 "
+        "WHERE state = 'failed' AND window_start >= $1 AND window_start < $2 "
         "  AND ($3::text IS NULL OR account_id = $3)",
         start,
         end,

@@ -302,13 +302,16 @@ class TestConcurrency:
 
 
 class TestBackfill:
-    async def test_a_customers_backfill_reopens_only_that_customers_windows(
+    async def test_backfill_resends_only_what_stripe_refused_and_only_for_that_customer(
         self, pool: asyncpg.Pool, reporter: Reporter, stack: dict[str, Any]
     ) -> None:
-        a, b = an_account(), an_account()
-        await aggregate(pool, [usage(a, 3, LAST_HOUR), usage(b, 4, LAST_HOUR)])
-        assert await reporter.tick() == 2
+        a, b, c = an_account(), an_account(), an_account()
+        await inject(stack, a, [400])
+        await inject(stack, c, [400])
+        await aggregate(pool, [usage(a, 3, LAST_HOUR), usage(b, 4, LAST_HOUR), usage(c, 5, LAST_HOUR)])
+        assert await reporter.tick() == 1  # b confirmed; a and c refused
         async with pool.acquire() as conn:
             assert await repo.reopen_for_backfill(conn, LAST_HOUR, LAST_HOUR + timedelta(hours=1), a) == 1
+            assert await repo.reopen_for_backfill(conn, LAST_HOUR, LAST_HOUR + timedelta(hours=1), b) == 0
         assert await reporter.tick() == 1
-        assert [len(await sent_to_stripe(stack, x)) for x in (a, b)] == [2, 1]
+        assert [len(await sent_to_stripe(stack, x)) for x in (a, b, c)] == [1, 1, 0]  # c waits for its own
