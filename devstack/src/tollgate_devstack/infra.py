@@ -325,9 +325,19 @@ def start_stripe_mock(cfg: StackConfig, procs: Processes) -> None:
 
 
 def _apt_install(package: str, what: str) -> None:
+    """Install a Debian package for one of its commands, never starting a daemon it brings
+    (prometheus would listen on every interface): a policy-rc.d refuses for the install."""
     say(f"installing {what} from Debian's packages")
-    _root(["apt-get", "update", "-q"])
-    _root(["apt-get", "install", "-y", "-q", package], env={"DEBIAN_FRONTEND": "noninteractive"})
+    policy = Path("/usr/sbin/policy-rc.d")
+    ours = not policy.exists()
+    if ours:
+        _root(["sh", "-c", f"printf '#!/bin/sh\\nexit 101\\n' > {policy} && chmod 755 {policy}"])
+    try:
+        _root(["apt-get", "update", "-q"])
+        _root(["apt-get", "install", "-y", "-q", package], env={"DEBIAN_FRONTEND": "noninteractive"})
+    finally:
+        if ours:
+            _root(["rm", "-f", str(policy)])
 
 
 def _root(argv: list[str], env: dict[str, str] | None = None) -> None:
