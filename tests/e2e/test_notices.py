@@ -1,5 +1,6 @@
 """The notifier tells customers when their credits run low or out, and when a payment fails."""
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -54,3 +55,33 @@ async def test_a_failed_subscription_payment_is_emailed(demo: Demo, stack: dict[
         )
         assert r.json()["delivery"]["delivered"]
     await mail_with(stack, email, "could not collect")
+
+
+async def test_a_key_paid_for_while_the_mail_server_is_down_arrives_when_it_is_back(
+    demo: Demo, stack: dict[str, Any]
+) -> None:
+    """A mail server away is a failure that will pass: the notifier retries for as long as
+    it takes, and nothing is dead-lettered."""
+    launcher = stack["launcher"]
+    dead_before = await dead_letters(stack)
+    email = f"outage+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy("starter", email)
+    launcher.procs.stop("smtp-capture")
+    try:
+        await demo.pay(session["id"])
+        await demo.balance_equal(session["customer"], 1_000)  # paid and booked, while the mail waits
+        await asyncio.sleep(3)  # an outage longer than any quick retry
+    finally:
+        # Starts what is not running (in a thread: the launcher runs its own event loop).
+        await asyncio.to_thread(launcher.up_infra, stack["database_url"], stack["kafka"])
+    key, _ = await demo.key_from_email(email)
+    assert (await demo.validate(key, 1))["isValid"]
+    assert await dead_letters(stack) == dead_before
+
+
+async def dead_letters(stack: dict[str, Any]) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{stack['notifier']}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("tollgate_dead_lettered_total{")
+    )
