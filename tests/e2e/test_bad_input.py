@@ -79,7 +79,8 @@ class TestWebhookRefusals:
         async with Demo(stack) as demo:
             # A second pack of the same customer, on the same partition after the copies:
             # once its credits show, a doubled credit or key would have shown too.
-            again = await demo.buy("starter", session["email"], account_id=session["customer"])
+            key, _ = await demo.key_from_email(session["email"])
+            again = await demo.buy("starter", session["email"], account_id=session["customer"], key=key)
             await demo.pay(again["id"])
             await demo.balance_equal(session["customer"], 2_000)
             keys = await eventually(
@@ -204,8 +205,8 @@ class TestValidateRefusals:
             assert (await demo.validate(key, 1))["isValid"]
             (issued,) = await demo.keys_of(session["customer"])
             r = await demo.http.post(
-                f"{stack['keys']}/v1/admin/keys/{issued['id']}/revoke",
-                headers={"Authorization": f"Bearer {stack['admin_token']}"},
+                f"{stack['keys_admin']}/v1/admin/keys/{issued['id']}/revoke",
+                headers={"Authorization": f"Bearer {stack['operator_token']}"},
             )
             assert r.status_code == 200
             assert r.json()["status"] == "revoked"
@@ -270,7 +271,7 @@ class TestValidateRefusals:
     async def test_admin_routes_need_the_token(self, stack: dict[str, Any]) -> None:
         async with httpx.AsyncClient() as http:
             r = await http.get(
-                f"{stack['keys']}/v1/admin/accounts/cus_x/keys",
+                f"{stack['keys_admin']}/v1/admin/accounts/cus_x/keys",
                 headers={"Authorization": f"Bearer {secrets.token_hex(8)}"},
             )
         assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")

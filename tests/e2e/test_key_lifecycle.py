@@ -85,11 +85,11 @@ class TestPackKeys:
         async with Demo(stack) as demo:
             session, key = await bought(demo, "starter")
             (issued,) = await demo.keys_of(session["customer"])
-            auth = {"Authorization": f"Bearer {stack['admin_token']}"}
-            r = await demo.http.post(f"{stack['keys']}/v1/admin/keys/{issued['id']}/suspend", headers=auth)
+            auth = {"Authorization": f"Bearer {stack['operator_token']}"}
+            r = await demo.http.post(f"{stack['keys_admin']}/v1/admin/keys/{issued['id']}/suspend", headers=auth)
             assert r.status_code == 200 and r.json()["status"] == "suspended"
             assert (await demo.validate(key, 1))["reason"] == "suspended"
-            r = await demo.http.post(f"{stack['keys']}/v1/admin/keys/{issued['id']}/resume", headers=auth)
+            r = await demo.http.post(f"{stack['keys_admin']}/v1/admin/keys/{issued['id']}/resume", headers=auth)
             assert r.json()["status"] == "active"
             assert (await demo.validate(key, 1))["isValid"]
 
@@ -99,7 +99,7 @@ class TestTopUp:
         async with Demo(stack) as demo:
             first, key = await bought(demo, "starter")
             account = first["customer"]
-            again = await demo.buy("starter", first["customer_email"], account_id=account)
+            again = await demo.buy("starter", first["customer_email"], account_id=account, key=key)
             assert again["customer"] == account
             await demo.pay(again["id"])
             await demo.balance_equal(account, 2_000)
@@ -117,13 +117,27 @@ class TestTopUp:
             await send(stack, "checkout.session.async_payment_succeeded", await session_of(stack, again["id"]))
             assert (await demo.validate(key, 1, consume=False))["quota"]["limit"] == 2_000
 
-    async def test_an_unknown_account_is_refused(self, stack: dict[str, Any]) -> None:
+    async def test_buying_for_an_account_takes_that_accounts_key_and_says_nothing_of_others(
+        self, stack: dict[str, Any]
+    ) -> None:
+        """Without that customer's key nobody learns whether an account id exists, nor
+        starts a purchase for it."""
+        async with Demo(stack) as demo:
+            mine, key = await bought(demo, "starter")
+        body = {"plan": "starter", "email": mine["customer_email"]}
         async with httpx.AsyncClient() as http:
-            r = await http.post(
-                f"{stack['checkout']}/v1/checkout/sessions",
-                json={"plan": "starter", "email": "a@example.com", "account_id": "cus_nobody"},
-            )
-        assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_account")
+
+            async def buy_for(account: str, api_key: str | None) -> tuple[int, str]:
+                headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+                r = await http.post(
+                    f"{stack['checkout']}/v1/checkout/sessions", json=body | {"account_id": account}, headers=headers
+                )
+                return r.status_code, r.json()["error"]["code"]
+
+            assert await buy_for("cus_nobody", None) == (401, "unauthorized")
+            assert await buy_for(mine["customer"], None) == (401, "unauthorized")  # the same answer
+            assert await buy_for("cus_nobody", key) == (403, "forbidden")
+            assert await buy_for(mine["customer"], key[:-4] + "AAAA") == (401, "unauthorized")
 
 
 async def test_customers_list_their_own_keys_with_any_live_key_and_see_only_prefix_and_last_four(
@@ -152,10 +166,10 @@ async def test_rotation_emails_a_successor_and_the_old_key_works_through_the_gra
     await demo.pay(session["id"])
     old, _ = await demo.key_from_email(email)
     key_id = (await demo.keys_of(session["customer"]))[0]["id"]
-    async with httpx.AsyncClient(base_url=stack["keys"], timeout=15) as http:
+    async with httpx.AsyncClient(base_url=stack["keys_admin"], timeout=15) as http:
         r = await http.post(
             f"/v1/admin/keys/{key_id}/rotate",
-            headers={"Authorization": f"Bearer {stack['admin_token']}"},
+            headers={"Authorization": f"Bearer {stack['operator_token']}"},
             json={"graceSeconds": 3600},
         )
         assert r.status_code == 200, r.text

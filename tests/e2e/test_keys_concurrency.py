@@ -24,7 +24,10 @@ def two_processes(stack: dict[str, Any]) -> list[str]:
     """The stack's keys service plus a second process on the same database."""
     launcher = stack["launcher"]
     port = free_port()
-    env = launcher.env_for("keys", stack["database_url"], stack["kafka"]) | {"KEYS_HTTP_PORT": str(port)}
+    env = launcher.env_for("keys", stack["database_url"], stack["kafka"]) | {
+        "KEYS_HTTP_PORT": str(port),
+        "KEYS_ADMIN_PORT": str(free_port()),
+    }
     launcher.procs.start("keys-second", [sys.executable, "-m", "tollgate_keys"], env)
     url = f"http://127.0.0.1:{port}"
 
@@ -116,8 +119,8 @@ class TestPrepaidBalance:
 
     async def credits(self, http: httpx.AsyncClient, stack: dict[str, Any], account: str) -> dict[str, Any]:
         r = await http.get(
-            f"{stack['keys']}/v1/admin/accounts/{account}/credits",
-            headers={"Authorization": f"Bearer {stack['admin_token']}"},
+            f"{stack['keys_admin']}/v1/admin/accounts/{account}/credits",
+            headers={"Authorization": f"Bearer {stack['operator_token']}"},
         )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
@@ -138,8 +141,8 @@ class TestPrepaidBalance:
             await eventually("keys to learn the purchase", lambda: learned(100_000))
             # Finance takes most credits back: the key's quota (100,000) would still allow them.
             r = await http.post(
-                f"{stack['ledger']}/v1/accounts/{account}/adjustments",
-                headers={"Authorization": f"Bearer {stack['admin_token']}"},
+                f"{stack['ledger_admin']}/v1/accounts/{account}/adjustments",
+                headers={"Authorization": f"Bearer {stack['operator_token']}"},
                 json={"adjustment_id": f"take-{account}", "units": -99_900, "reason": "test"},
             )
             assert r.status_code == 201, r.text

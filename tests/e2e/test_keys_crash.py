@@ -27,6 +27,7 @@ class KeysProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = self.launcher.env_for("keys", stack["database_url"], stack["kafka"]) | {
             "KEYS_HTTP_PORT": str(self.port),
+            "KEYS_ADMIN_PORT": str(free_port()),
             "KEYS_SCHEMA_NAME": self.schema,
             "KEYS_LOG_LEVEL": "WARNING",
             "KEYS_CONSUMERS_ENABLED": "false",  # validations only: the stack's keys consumes payments

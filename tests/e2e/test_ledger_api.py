@@ -20,7 +20,7 @@ from .helpers import rows
 @pytest.fixture
 def admin(stack: dict[str, Any]) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=stack["ledger"], headers={"Authorization": f"Bearer {stack['admin_token']}"}, timeout=15
+        base_url=stack["ledger_admin"], headers={"Authorization": f"Bearer {stack['operator_token']}"}, timeout=15
     )
 
 
@@ -132,6 +132,36 @@ async def test_two_phase_transfer_over_http(admin: httpx.AsyncClient) -> None:
             "invalid_request",
         ),
         ("/v1/periods/2026-13/close", None, 422, "invalid_request"),
+        (  # a NUL reached PostgreSQL once, and answered 500
+            "/v1/ledger-accounts",
+            {"id": "nul-{u}", "owner": "o\u0000{u}", "type": "asset", "asset": "EUR/2"},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/transfers",
+            {"id": "x-{u}", "debit_account": "a\u0000{u}", "credit_account": "b-{u}", "amount": 5},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/transfers",
+            {
+                "id": "x-{u}",
+                "debit_account": "a-{u}",
+                "credit_account": "b-{u}",
+                "amount": 5,
+                "source_ref": "\u001b[2J",
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/transfers",
+            {"id": "x-{u}", "debit_account": "a-{u}" + "a" * 300, "credit_account": "b-{u}", "amount": 5},
+            422,
+            "invalid_request",
+        ),
     ],
 )
 async def test_bad_input_is_refused_clearly_and_changes_nothing(
@@ -146,10 +176,13 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
         assert written == [], table
 
 
-async def test_finance_endpoints_need_the_admin_token(stack: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(base_url=stack["ledger"]) as anonymous:
+async def test_finance_endpoints_need_an_operator_token(stack: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=stack["ledger_admin"]) as http:
         for path in ("/v1/trial-balance", "/v1/verify", "/v1/exports/journal?period=2026-11"):
-            r = await anonymous.get(path, headers={"Authorization": "Bearer wrong"})
+            r = await http.get(path, headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401, path
+            # A service's token opens the customer reads, not finance.
+            r = await http.get(path, headers={"Authorization": f"Bearer {stack['portal_token']}"})
             assert r.status_code == 401, path
 
 

@@ -73,7 +73,7 @@ async def test_a_key_paid_for_while_the_mail_server_is_down_arrives_when_it_is_b
         await asyncio.sleep(3)  # an outage longer than any quick retry
     finally:
         # Starts what is not running (in a thread: the launcher runs its own event loop).
-        await asyncio.to_thread(launcher.up_infra, stack["database_url"], stack["kafka"])
+        await asyncio.to_thread(launcher.up_emulators)
     key, _ = await demo.key_from_email(email)
     assert (await demo.validate(key, 1))["isValid"]
     assert await dead_letters(stack) == dead_before
@@ -81,7 +81,7 @@ async def test_a_key_paid_for_while_the_mail_server_is_down_arrives_when_it_is_b
 
 async def dead_letters(stack: dict[str, Any]) -> float:
     async with httpx.AsyncClient() as http:
-        text = (await http.get(f"{stack['notifier']}/metrics")).text
+        text = (await http.get(f"{stack['notifier_admin']}/metrics")).text
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("tollgate_dead_lettered_total{")
     )

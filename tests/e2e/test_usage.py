@@ -15,7 +15,8 @@ from tollgate_usage_sync.cli import run
 from tollgate_usage_sync.config import Settings
 
 
-async def a_reported_metered_customer(stack: dict[str, Any]) -> str:
+async def a_reported_metered_customer(stack: dict[str, Any]) -> tuple[str, str]:
+    """A metered customer whose 12 calls Stripe has, and one of their keys."""
     async with Demo(stack) as demo:
         email = f"meter+{int(datetime.now(UTC).timestamp() * 1000)}@example.com"
         session = await demo.buy("metered", email)
@@ -24,7 +25,7 @@ async def a_reported_metered_customer(stack: dict[str, Any]) -> str:
         for units in (5, 7):
             assert (await demo.validate(key, units))["isValid"]
         await eventually("the report", lambda: reported(stack, session["customer"], 12), timeout=60)
-        return str(session["customer"])
+        return str(session["customer"]), key
 
 
 async def reported(stack: dict[str, Any], customer: str, total: int) -> bool | None:
@@ -46,6 +47,9 @@ def settings(stack: dict[str, Any]) -> Settings:
         kafka_bootstrap_servers=stack["kafka"],
         stripe_api_key=SecretStr(STRIPE_API_KEY),
         stripe_api_base=stack["stripe"],
+        ledger_url=stack["ledger_admin"],
+        ledger_token=SecretStr(stack["operator_token"]),
+        keys_token=SecretStr(stack["portal_token"]),
     )
 
 
@@ -56,23 +60,27 @@ def this_hour() -> tuple[datetime, datetime]:
 
 async def reconcile(stack: dict[str, Any], customer: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     start, end = this_hour()
-    args = argparse.Namespace(command="reconcile", start=start, end=end, ledger_url=stack["ledger"], customer=customer)
+    args = argparse.Namespace(command="reconcile", start=start, end=end, ledger_url=None, customer=customer)
     code = await run(args, settings(stack))
     return code, capsys.readouterr().out
 
 
 class TestUsageEndpoint:
-    async def test_shows_this_periods_usage_and_the_upcoming_invoice(self, stack: dict[str, Any]) -> None:
-        customer = await a_reported_metered_customer(stack)
-        async with httpx.AsyncClient() as http:
+    async def test_the_customer_sees_this_periods_usage_and_the_upcoming_invoice(self, stack: dict[str, Any]) -> None:
+        customer, key = await a_reported_metered_customer(stack)
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
             body = (await http.get(f"{stack['usage_sync']}/v1/usage/{customer}")).json()
+            theirs = await http.get(f"{stack['usage_sync']}/v1/usage/cus_somebodyelse")
         assert [(m["meter"], m["value"]) for m in body["meters"]] == [("api_calls", 12)]
         assert body["upcomingInvoice"]["amountDue"] == 12  # one cent a unit in the emulator
         assert body["upcomingInvoice"]["lines"][0]["quantity"] == 12
+        assert theirs.status_code == 403
 
-    async def test_a_customer_without_usage_has_none_and_no_invoice(self, stack: dict[str, Any]) -> None:
-        async with httpx.AsyncClient() as http:
-            body = (await http.get(f"{stack['usage_sync']}/v1/usage/cus_nobody")).json()
+    async def test_an_operator_sees_a_customer_without_usage_has_none_and_no_invoice(
+        self, stack: dict[str, Any]
+    ) -> None:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {stack['operator_token']}"}) as http:
+            body = (await http.get(f"{stack['usage_sync_admin']}/v1/usage/cus_nobody")).json()
         assert body["meters"] == [] and body["upcomingInvoice"] is None
 
 
@@ -80,7 +88,7 @@ class TestReconcile:
     async def test_a_healthy_customer_has_no_differences(
         self, stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        customer = await a_reported_metered_customer(stack)
+        customer, _ = await a_reported_metered_customer(stack)
         code, out = await reconcile(stack, customer, capsys)
         assert code == 0, out
         assert "0 difference(s)" in out
@@ -88,7 +96,7 @@ class TestReconcile:
     async def test_usage_at_stripe_that_we_did_not_report_is_a_difference(
         self, stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        customer = await a_reported_metered_customer(stack)
+        customer, _ = await a_reported_metered_customer(stack)
         client = stripe.StripeClient(STRIPE_API_KEY, base_addresses={"api": stack["stripe"]})
         await client.v1.billing.meter_events.create_async(
             {  # made on purpose, outside Tollgate
@@ -121,7 +129,7 @@ class TestBackfill:
     ) -> None:
         """Stripe keeps an identifier for at least a day, not forever: a confirmed window
         sent again could be billed twice, so backfill leaves it alone."""
-        customer = await a_reported_metered_customer(stack)
+        customer, _ = await a_reported_metered_customer(stack)
         before = len(await meter_events(stack, customer, "requests"))
         start, end = this_hour()
         args = argparse.Namespace(command="backfill", start=start, end=end, customer=customer)

@@ -17,10 +17,11 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -246,6 +247,21 @@ class World:
         return {"balances": balances, "holds": holds, "keys": sorted(keys), "key emails": emails}
 
 
+class KeysSchema:
+    """The keys service's internal delivery routes, as the SQL they run, on this test's schema."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def sealed_key(self, key_id: UUID) -> str | None:
+        async with self.pool.acquire() as conn:
+            return await keys_repo.sealed_delivery(conn, key_id)
+
+    async def forget(self, key_id: UUID) -> None:
+        async with self.pool.acquire() as conn:
+            await keys_repo.delivered(conn, key_id)
+
+
 @pytest.fixture
 def world(stack: dict[str, Any]) -> Iterator[tuple[World, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
@@ -257,10 +273,10 @@ def world(stack: dict[str, Any]) -> Iterator[tuple[World, asyncio.AbstractEventL
             await db.migrate(stack["database_url"], schema, SERVICE_DIRS[service])
             pools[service] = await db.create_pool(stack["database_url"], schema, min_size=1, max_size=4)
         gateway = StripeCheckout(make_client(STRIPE_API_KEY, stack["stripe"]), "http://ok", "http://cancel")
-        delivery = Fernet(Fernet.generate_key())
+        delivery = MultiFernet([Fernet(Fernet.generate_key())])
         secrets_ = KeySecrets("test", b"order-test-hash-secret", delivery)
         mailer = Mailer("127.0.0.1", stack["launcher"].cfg.ports["smtp"], "t@tollgate.local")
-        notifier = NotifierDeps(mailer, delivery, TEMPLATES, "http://portal.example")
+        notifier = NotifierDeps(mailer, KeysSchema(pools["keys"]), delivery, TEMPLATES, "http://portal.example")
         return World(
             pools, StripeSide(Catalog.load(DEFAULT_PLANS_PATH), gateway), keys_consumers.Deps(secrets_, 0), notifier
         )

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import asyncpg
 
-from tollgate_devstack import infra
 from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.stack import Stack
 from tollgate_shared import db
@@ -42,8 +41,7 @@ def infrastructure() -> Stack:
     """PostgreSQL and Kafka of the benchmarks' stack (started if needed, left running
     for the next run; `make bench-stop` stops them)."""
     stack = Stack(bench_config())
-    infra.start_postgres(stack.cfg, stack.procs)
-    infra.start_kafka(stack.cfg, stack.procs)
+    stack.up_data()
     return stack
 
 

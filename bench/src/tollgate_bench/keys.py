@@ -191,11 +191,10 @@ async def main() -> None:
                 "KEYS_HTTP_PORT": str(port),
                 "KEYS_SCHEMA_NAME": schema,
                 "KEYS_HASH_SECRET": HASH_SECRET,
-                "KEYS_DELIVERY_KEY": Fernet.generate_key().decode(),
-                "KEYS_ADMIN_TOKEN": "bench-admin-token-unused",
+                "KEYS_ADMIN_PORT": str(free_port()),
+                "KEYS_DELIVERY_KEYS": Fernet.generate_key().decode(),
                 "KEYS_DB_POOL_MAX": "20",
                 "KEYS_LOG_LEVEL": "WARNING",
-                "KEYS_KAFKA_TOPIC_REPLICAS": "1",
                 "KEYS_CONSUMERS_ENABLED": "false",
             },
         )

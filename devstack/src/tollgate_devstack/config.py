@@ -10,6 +10,7 @@ DEFAULT_PORTS = {
     "postgres": 55432,
     "kafka": 59092,
     "kafka_controller": 59093,
+    "kafka_secure": 59094,
     "stripe_mock": 12111,
     "stripe_mock_https": 12113,
     "stripe": 12112,
@@ -20,6 +21,12 @@ DEFAULT_PORTS = {
     "keys": 8103,
     "notifier": 8104,
     "usage_sync": 8105,
+    # Each service's admin listener: operator and internal routes, /metrics.
+    "checkout_admin": 9101,
+    "ledger_admin": 9102,
+    "keys_admin": 9103,
+    "notifier_admin": 9104,
+    "usage_sync_admin": 9105,
 }
 SERVICES = ("checkout", "ledger", "keys", "notifier", "usage_sync")
 
@@ -56,4 +63,14 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
+        """The broker's PLAINTEXT listener, for tests and tools."""
         return f"127.0.0.1:{self.ports['kafka']}"
+
+    @property
+    def kafka_secure_bootstrap(self) -> str:
+        """The broker's SASL_SSL listener, which the services use."""
+        return f"127.0.0.1:{self.ports['kafka_secure']}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"

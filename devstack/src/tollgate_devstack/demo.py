@@ -68,10 +68,13 @@ class Demo:
 
     # --- building blocks, also used by tests -----------------------------------------------
     async def buy(
-        self, plan: str, email: str, name: str = "Ada Lovelace", account_id: str | None = None
+        self, plan: str, email: str, name: str = "Ada Lovelace", account_id: str | None = None, key: str | None = None
     ) -> dict[str, Any]:
+        """Start a purchase: a first one anonymously, or again for `account_id`, which
+        takes one of that account's keys."""
         body = {"plan": plan, "email": email, "name": name} | ({"account_id": account_id} if account_id else {})
-        r = await self.http.post(f"{self.ep['checkout']}/v1/checkout/sessions", json=body)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        r = await self.http.post(f"{self.ep['checkout']}/v1/checkout/sessions", json=body, headers=headers)
         check(r.status_code == 201, f"checkout answered {r.status_code}: {r.text}")
         return r.json()  # type: ignore[no-any-return]
 
@@ -82,8 +85,20 @@ class Demo:
         check(delivery["delivered"], f"webhook not accepted: {delivery}")
         return delivery  # type: ignore[no-any-return]
 
-    async def balance(self, account: str) -> dict[str, Any] | None:
-        r = await self.http.get(f"{self.ep['ledger']}/v1/accounts/{account}/balance")
+    @property
+    def operator(self) -> dict[str, str]:
+        """An operator's credential, for the admin listeners."""
+        return {"Authorization": f"Bearer {self.ep['operator_token']}"}
+
+    async def balance(self, account: str, key: str | None = None) -> dict[str, Any] | None:
+        """The account's credits: as the customer with one of their keys (the public
+        listener), or as an operator (the admin listener)."""
+        if key is None:
+            r = await self.http.get(f"{self.ep['ledger_admin']}/v1/accounts/{account}/balance", headers=self.operator)
+        else:
+            r = await self.http.get(
+                f"{self.ep['ledger']}/v1/accounts/{account}/balance", headers={"Authorization": f"Bearer {key}"}
+            )
         return r.json() if r.status_code == 200 else None
 
     async def balance_equal(self, account: str, current: int) -> dict[str, Any]:
@@ -94,14 +109,15 @@ class Demo:
         return await eventually(f"ledger balance of {account} to reach {current}", probe)
 
     async def key_from_email(self, email: str) -> tuple[str, dict[str, Any]]:
+        """The newest API key emailed to `email` (notices may arrive around it)."""
+
         async def probe() -> dict[str, Any] | None:
             r = await self.http.get(f"{self.ep['smtp_http']}/api/messages", params={"to": email})
-            messages = r.json()["messages"]
-            return messages[-1] if messages else None
+            with_key = [m for m in r.json()["messages"] if KEY_IN_EMAIL.search(m["body"])]
+            return with_key[-1] if with_key else None
 
-        message = await eventually(f"an email to {email}", probe)
+        message = await eventually(f"an email with an API key to {email}", probe)
         found = KEY_IN_EMAIL.search(message["body"])
-        check(found is not None, "the email carries no API key")
         assert found is not None
         return found.group(0), message
 
@@ -113,10 +129,7 @@ class Demo:
         return r.json()  # type: ignore[no-any-return]
 
     async def keys_of(self, account: str) -> list[dict[str, Any]]:
-        r = await self.http.get(
-            f"{self.ep['keys']}/v1/admin/accounts/{account}/keys",
-            headers={"Authorization": f"Bearer {self.ep['admin_token']}"},
-        )
+        r = await self.http.get(f"{self.ep['keys_admin']}/v1/admin/accounts/{account}/keys", headers=self.operator)
         check(r.status_code == 200, f"keys admin answered {r.status_code}")
         return r.json()["keys"]  # type: ignore[no-any-return]
 
@@ -154,6 +167,14 @@ class Demo:
         key, message = await self.key_from_email(email)
         check("10,000" in message["body"] and "Professional" in message["subject"], "email not rendered as expected")
         self.ok(f"'{message['subject']}' to {email}")
+
+        self.step("the customer reads their own balance with their key; without it, nobody does")
+        mine = await self.balance(account, key)
+        check(mine is not None and mine["current"] == 10_000, f"the customer's balance is {mine}")
+        assert mine is not None
+        anonymous = await self.http.get(f"{self.ep['ledger']}/v1/accounts/{account}/balance")
+        check(anonymous.status_code == 401, f"an anonymous read answered {anonymous.status_code}")
+        self.ok(f"with the key: available={mine['available']}; without: HTTP {anonymous.status_code}")
 
         self.step("validate with consume=true takes one unit; the ledger burns one credit")
         v = await self.validate(key, 1)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT, StackConfig
 from .processes import Processes, port_open, wait_until
+from .tls import Certificates
 
 KAFKA_POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
 STRIPE_MOCK_MODULE = "github.com/stripe/stripe-mock@v0.203.0"
@@ -47,7 +48,10 @@ def debian_command(command: str, package: str) -> str:
     return found
 
 
-def start_postgres(cfg: StackConfig, procs: Processes) -> None:
+def start_postgres(cfg: StackConfig, procs: Processes, certs: Certificates) -> None:
+    """PostgreSQL on loopback with TLS on. The stack's own superuser (`tollgate`, the
+    migrations' owner) is trusted on loopback; every other role, such as each service's
+    own, must give its password."""
     port = cfg.ports["postgres"]
     if procs.pid("postgres") and port_open(port):
         return
@@ -75,6 +79,7 @@ def start_postgres(cfg: StackConfig, procs: Processes) -> None:
             user=user,
             stdout=subprocess.DEVNULL,
         )
+    _postgres_tls_and_auth(data, certs, user)
     procs.start(
         "postgres",
         [
@@ -91,12 +96,30 @@ def start_postgres(cfg: StackConfig, procs: Processes) -> None:
             "max_connections=300",
             "-c",
             "shared_buffers=256MB",
+            "-c",
+            "ssl=on",
         ],
         user=user,
         port=port,
     )
     wait_until("postgres", lambda: port_open(port), 60, lambda: procs.log_tail("postgres"))
     _create_database(bindir, port)
+
+
+def _postgres_tls_and_auth(data: Path, certs: Certificates, user: str | None) -> None:
+    """The server certificate where PostgreSQL looks for it (its data directory, owned by
+    its user, the key private), and who must give a password: every role but the
+    stack's own superuser logs in over TLS only, with its password."""
+    shutil.copyfile(certs.cert, data / "server.crt")
+    shutil.copyfile(certs.key, data / "server.key")
+    (data / "server.key").chmod(0o600)
+    (data / "pg_hba.conf").write_text(
+        "# TYPE DATABASE USER     ADDRESS        METHOD\n"
+        "host    all      tollgate 127.0.0.1/32   trust\n"
+        "hostssl all      all      127.0.0.1/32   scram-sha-256\n"
+    )
+    for path in (data / "server.crt", data / "server.key", data / "pg_hba.conf"):
+        _own(path, user)
 
 
 def _create_database(bindir: Path, port: int) -> None:
@@ -208,8 +231,11 @@ def kafka_cluster_id() -> str:
             return cluster_id
 
 
-def start_kafka(cfg: StackConfig, procs: Processes) -> None:
-    port, controller = cfg.ports["kafka"], cfg.ports["kafka_controller"]
+def start_kafka(cfg: StackConfig, procs: Processes, certs: Certificates, users: dict[str, str]) -> None:
+    """One broker (and controller) with two listeners: SASL_SSL (SCRAM-SHA-512, the
+    stack's certificate) for the services, each logging in as a user of its own; and
+    PLAINTEXT on loopback for tests and tools that read topics as they are."""
+    port, controller, secure = cfg.ports["kafka"], cfg.ports["kafka_controller"], cfg.ports["kafka_secure"]
     if procs.pid("kafka") and port_open(port):
         return
     lib = kafka_libs(cfg)
@@ -223,10 +249,17 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure},"
+                f"CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={certs.server_pem}",
                 f"log.dirs={data}",
                 "num.partitions=3",
                 "offsets.topic.replication.factor=1",
@@ -249,13 +282,13 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
         "appender.out.layout.pattern=[%d] %p %m (%c)%n\nlogger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
     )
     classpath = f"{lib}/*"
+    java = ["java", "-XX:TieredStopAtLevel=1", "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}"]
+    scram = [f"SCRAM-SHA-512=[name={name},password={password}]" for name, password in users.items()]
+    known_users = home / "scram-users"
     if not (data / "meta.properties").exists():
         subprocess.run(
             [
-                "java",
-                "-cp",
-                classpath,
-                f"-Dlog4j2.configurationFile={log4j}",
+                *java,
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
@@ -263,10 +296,12 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
                 kafka_cluster_id(),
                 "-c",
                 str(props),
+                *(arg for credential in scram for arg in ("--add-scram", credential)),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        known_users.write_text("\n".join(sorted(users)))
     procs.start(
         "kafka",
         [
@@ -288,6 +323,26 @@ def start_kafka(cfg: StackConfig, procs: Processes) -> None:
         port=port,
     )
     wait_until("kafka", lambda: port_open(port), 90, lambda: procs.log_tail("kafka"))
+    if not known_users.exists() or set(known_users.read_text().split()) != set(users):
+        # A broker formatted before it had these users: add them through the broker.
+        say("adding the services' Kafka users")
+        for name, password in users.items():
+            add = ["--add-config", f"SCRAM-SHA-512=[iterations=8192,password={password}]"]
+            target = ["--entity-type", "users", "--entity-name", name]
+            subprocess.run(
+                [
+                    *java,
+                    "kafka.admin.ConfigCommand",
+                    "--bootstrap-server",
+                    f"127.0.0.1:{port}",
+                    "--alter",
+                    *add,
+                    *target,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        known_users.write_text("\n".join(sorted(users)))
 
 
 # --- stripe-mock ----------------------------------------------------------------------------

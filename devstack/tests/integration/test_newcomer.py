@@ -15,6 +15,7 @@ from tollgate_devstack import infra
 from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.processes import Processes, free_port, port_open, wait_until
 from tollgate_devstack.stack import Stack
+from tollgate_devstack.tls import ensure_certificates
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the private-checkout case is root's")
 
@@ -26,7 +27,7 @@ async def test_postgres_starts_for_a_checkout_private_to_root(tmp_path: Path) ->
     cfg = StackConfig(state_dir=state, cache_dir=tmp_path / "cache", ports={"postgres": free_port()})
     procs = Processes(state)
     try:
-        infra.start_postgres(cfg, procs)
+        infra.start_postgres(cfg, procs, ensure_certificates(state / "tls"))
         conn = await asyncpg.connect(cfg.database_url)
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
@@ -35,7 +36,8 @@ async def test_postgres_starts_for_a_checkout_private_to_root(tmp_path: Path) ->
         assert oct(home.stat().st_mode & 0o777) == "0o700"  # the newcomer's home is left as it was
     finally:
         procs.stop("postgres")
-        shutil.rmtree(Path((state / "pg-elsewhere").read_text().strip()).parent, ignore_errors=True)
+        if (state / "pg-elsewhere").exists():
+            shutil.rmtree(Path((state / "pg-elsewhere").read_text().strip()).parent, ignore_errors=True)
 
 
 def test_sigterm_to_make_run_stops_the_whole_stack(tmp_path: Path) -> None:

@@ -25,9 +25,11 @@ class Replayed:
     outcome: str  # replayed | already replayed | failed: <error>
 
 
-async def dead_letters(bootstrap: str, topic: str, group: str, since: datetime | None) -> list[ConsumerRecord]:
+async def dead_letters(
+    bootstrap: str, topic: str, group: str, since: datetime | None, **options: Any
+) -> list[ConsumerRecord]:
     """The DLQ's records that `group` set aside, oldest first."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **options)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]

@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /metrics for every service."""
+"""/healthz and /readyz for every listener, /metrics for the admin one."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -7,6 +7,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -33,19 +34,40 @@ def kafka_check(producer: Callable[[], AIOKafkaProducer | None]) -> Check:
     return check
 
 
-def health_router(checks: dict[str, Check]) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+    reported: dict[str, bool]
+
+
+def health_router(checks: dict[str, Check], reported: dict[str, Check] | None = None) -> APIRouter:
+    """`checks` decide readiness: what every route of the service needs (PostgreSQL).
+    `reported` are shown but do not decide it: Kafka, which the outbox waits out."""
+    router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        """The process is alive."""
+        return Health(status="ok")
 
-    @router.get("/readyz")
-    async def readyz(response: Response) -> dict[str, object]:
+    @router.get("/readyz", responses={503: {"model": Readiness, "description": "Not ready"}})
+    async def readyz(response: Response) -> Readiness:
+        """Ready when what every route needs answers."""
         results = {name: await _safe(check) for name, check in checks.items()}
+        others = {name: await _safe(check) for name, check in (reported or {}).items()}
         ready = all(results.values())
         response.status_code = 200 if ready else 503
-        return {"status": "ready" if ready else "not_ready", "checks": results}
+        return Readiness(status="ready" if ready else "not_ready", checks=results, reported=others)
+
+    return router
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -1,13 +1,21 @@
-"""HTTP conventions: every error is JSON `{"error": {"code", "message"}}` with the right status."""
+"""HTTP conventions: every error is JSON `{"error": {"code", "message"}}` with the right
+status, documented in OpenAPI by one model; text fields refuse control characters; every
+request's body and line are capped before anything reads them."""
 
-import hmac
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
+from urllib.parse import unquote
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging import get_logger
 
@@ -15,15 +23,62 @@ log = get_logger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable: what went wrong (e.g. invalid_request, unauthorized)")
+    message: str = Field(description="For a person: what went wrong and what to do")
+    details: list[FieldProblem] | None = Field(default=None, description="For invalid_request: each field's problem")
+
+
+class ErrorBody(BaseModel):
+    """Every error Tollgate answers, whatever the status."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Not JSON, or not what this route reads",
+        401: "No credential, or not one this route accepts",
+        403: "A credential that may not do this",
+        404: "No such thing",
+        405: "Not a method this route answers",
+        409: "Conflicts with the current state",
+        413: "Body over the cap",
+        422: "A field that breaks its rule",
+        429: "Too many requests: wait as Retry-After says",
+        500: "Unexpected: logged",
+        503: "Busy or a dependency unavailable: retry after Retry-After",
+    }.items()
+}
+
+
+def _printable(value: str) -> str:
+    """Text without control characters (NUL, escapes, line breaks): they have no place in
+    an id, a name or a reason, and PostgreSQL refuses NUL outright."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -35,21 +90,10 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str
     return 422, error_body("invalid_request", "request failed validation", details=details)
 
 
-def bearer_token_guard(token: str) -> Callable[..., None]:
-    """A FastAPI dependency admitting only `Authorization: Bearer <token>` (constant-time compare)."""
-
-    def require(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "a valid admin bearer token is required")
-
-    return require
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,3 +111,79 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(req: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", path=req.url.path, exc_info=exc)
         return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"), status_code=500)
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_SEGMENT = 256  # no id, path part or query value of Tollgate's is longer
+
+
+class RequestGuard:
+    """In front of an app: refuses, before any route reads them, a body over `max_body`
+    (413, from its Content-Length or as it streams), control characters or over-long
+    parts in the path or query (422), and a request that runs past `deadline_s` (503)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, deadline_s: float) -> None:
+        self.app, self.max_body, self.deadline_s = app, max_body, deadline_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if refusal := self._refusal(scope):
+            await _answer(send, *refusal)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await self.app(scope, self._capped(receive), tracked)
+        except _TooLarge:
+            if not started:
+                await _answer(send, 413, "payload_too_large", f"request body over {self.max_body} bytes")
+        except TimeoutError:
+            log.warning("request past its deadline", path=scope.get("path"), deadline_s=self.deadline_s)
+            if not started:
+                await _answer(send, 503, "deadline_exceeded", "the request took too long; retry")
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return 413, "payload_too_large", f"request body over {self.max_body} bytes"
+        parts = [unquote(p) for p in scope["path"].split("/")]
+        parts += [unquote(p) for p in scope.get("query_string", b"").decode("latin-1").replace("=", "&").split("&")]
+        if any(CONTROL.search(p) for p in parts):
+            return 422, "invalid_request", "the path or query holds a control character"
+        if any(len(p) > MAX_SEGMENT for p in parts):
+            return 422, "invalid_request", f"a path part or query value is over {MAX_SEGMENT} characters"
+        return None
+
+    def _capped(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise _TooLarge
+            return message
+
+        return capped
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _answer(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Read a whole Kafka topic, for tests that check what was (not) published."""
+"""Read a whole Kafka topic: for reconciliation, and for tests that check what was published."""
 
 import asyncio
 import json
@@ -7,10 +7,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+async def read_topic(bootstrap: str, topic: str, **options: Any) -> list[dict[str, Any]]:
     """Every message on `topic` from the beginning up to its current end."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **options,
     )
     await consumer.start()
     try:

@@ -2,7 +2,8 @@
 one entry point.
 
 serve (the default) runs the HTTP app and everything the service does in the background;
-migrate brings the service's schema up to date and exits; asyncapi prints (or writes,
+migrate brings the service's schema up to date (as the owner, `DATABASE_OWNER_URL`),
+grants the service's own role what it needs, and exits; asyncapi prints (or writes,
 with --out) the AsyncAPI document of what the service consumes and publishes;
 replay-dlq --subscription NAME [--since ISO] applies again, once each, what that
 subscription dead-lettered (after the cause is fixed), and exits 1 if one fails again.
@@ -19,7 +20,7 @@ from typing import Any
 
 from . import asyncapi, db, dlq
 from .consumer import Subscription
-from .runtime import ServiceSpec, serve
+from .runtime import ServiceSpec, migrate, serve
 from .settings import ServiceSettings
 
 
@@ -47,7 +48,7 @@ def main(
         return 0
     settings = settings_type()  # type: ignore[call-arg]
     if args.command == "migrate":
-        applied = asyncio.run(db.migrate(settings.database_url, settings.schema_name, service_dir))
+        applied = asyncio.run(migrate(settings, service_dir))
         print(f"migrate: {settings.schema_name}: {', '.join(applied) or 'up to date'}")
         return 0
     if args.command == "replay-dlq":
@@ -63,8 +64,9 @@ async def _replay(
     spec: ServiceSpec, settings: ServiceSettings, subscription: Subscription[Any, Any], deps: Any, since: Any
 ) -> int:
     group = f"{settings.group_id or spec.name}.{subscription.name}"
-    records = await dlq.dead_letters(settings.kafka_bootstrap_servers, subscription.topic.dlq, group, since)
-    pool = await db.create_pool(settings.database_url, settings.schema_name)
+    bootstrap, options = settings.kafka_bootstrap_servers, settings.kafka_options()
+    records = await dlq.dead_letters(bootstrap, subscription.topic.dlq, group, since, **options)
+    pool = await db.connect(settings)
     try:
         done = await dlq.replay(subscription, deps, records, pool, group)
     finally:

@@ -1,12 +1,14 @@
-"""Checkout's HTTP edge: create sessions, receive Stripe webhooks."""
+"""Checkout's HTTP edge: start a purchase (anyone, limited; buying again for an account
+needs that customer's key), and receive Stripe's webhooks."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tollgate_shared.http import ApiError
+from tollgate_shared.auth import Identify, bearer
+from tollgate_shared.http import ApiError, Text
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime
 
@@ -14,6 +16,7 @@ from . import metrics
 from .config import Settings
 from .domain import Catalog, Malformed
 from .handlers import StartCheckout, StripeSide, WebhookSecrets, ingest_webhook, start_checkout, verify_webhook
+from .limits import Limits, admit_anonymous, client_address
 from .stripe_gateway import StripeCheckout
 
 
@@ -23,6 +26,8 @@ class Deps:
     runtime: Runtime
     catalog: Catalog
     gateway: StripeCheckout
+    identify: Identify  # whose an API key is (the keys service)
+    limits: Limits
 
     @property
     def stripe_side(self) -> StripeSide:
@@ -50,30 +55,57 @@ EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 class CheckoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plan: str = Field(min_length=1, max_length=64)
+    plan: Text = Field(min_length=1, max_length=64)
     email: str = Field(pattern=EMAIL, max_length=254)
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
     quantity: int = Field(default=1, ge=1, le=1000, strict=True)
     account_id: str | None = Field(
-        default=None, pattern=r"^cus_[0-9A-Za-z]+$", description="an existing customer buying again (a top-up)"
+        default=None,
+        pattern=r"^cus_[0-9A-Za-z]+$",
+        max_length=64,
+        description="An existing customer buying again (a top-up): send one of their API keys as a bearer token",
     )
 
 
+class SessionCreated(BaseModel):
+    id: str
+    url: str = Field(description="Where to send the customer to pay")
+    customer: str = Field(description="The customer's account id (their Stripe customer)")
+    mode: Literal["payment", "subscription"]
+
+
+class WebhookReceived(BaseModel):
+    received: bool
+    outcome: str
+
+
 def router(deps: Deps) -> APIRouter:
-    r = APIRouter()
+    r = APIRouter(tags=["public"])
 
     @r.post("/v1/checkout/sessions", status_code=201)
     async def create_session(
-        body: CheckoutRequest, idempotency_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, str]:
+        body: CheckoutRequest,
+        request: Request,
+        idempotency_key: Annotated[Text | None, Header(max_length=255)] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> SessionCreated:
+        """Start a purchase. Anyone may buy a first key (a limited number an hour per
+        address and per email); buying again for an `account_id` takes one of that
+        account's API keys, so nobody learns or spends on another's account."""
+        if body.account_id is None:
+            address = client_address(request, deps.settings.trusted_proxies)
+            await admit_anonymous(deps.runtime.pool, deps.limits, address, body.email)
+        else:
+            await _require_owner(deps.identify, bearer(authorization), body.account_id)
         cmd = StartCheckout(body.plan, body.email, body.name, body.quantity, idempotency_key, body.account_id)
         session = await start_checkout(cmd, deps.catalog, deps.gateway)
-        return {"id": session.id, "url": session.url, "customer": session.customer, "mode": session.mode}
+        return SessionCreated(id=session.id, url=session.url, customer=session.customer, mode=session.mode)  # type: ignore[arg-type]
 
     @r.post("/stripe/webhook")
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
-    ) -> dict[str, object]:
+    ) -> WebhookReceived:
+        """Stripe's events, signed with the endpoint's secret; each applied once."""
         secrets = WebhookSecrets(deps.settings.webhook_secrets(), deps.settings.webhook_tolerance_s)
         try:
             body = await read_capped(request, deps.settings.webhook_max_bytes)
@@ -88,6 +120,16 @@ def router(deps: Deps) -> APIRouter:
             log.warning("stripe event malformed", stripe_event_id=event["id"], reason=str(exc)[:300])
             raise ApiError(400, "malformed_event", f"{event['type']} event is malformed: {exc}") from None
         metrics.WEBHOOKS.labels(event["type"], outcome).inc()
-        return {"received": True, "outcome": outcome}
+        return WebhookReceived(received=True, outcome=outcome)
 
     return r
+
+
+async def _require_owner(identify: Identify, api_key: str, account_id: str) -> None:
+    owner = await identify(api_key) if api_key else None
+    if owner is None:
+        raise ApiError(
+            401, "unauthorized", "buying for an existing account takes one of its API keys as a bearer token"
+        )
+    if owner != account_id:
+        raise ApiError(403, "forbidden", "a key buys only for its own account")

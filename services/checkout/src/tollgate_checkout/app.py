@@ -3,15 +3,15 @@
 import asyncio
 from pathlib import Path
 
-from fastapi import FastAPI
-
+from tollgate_shared.auth import KeysDirectory
 from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.logging import get_logger
-from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
+from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 
 from . import api, metrics, repo
 from .config import Settings
 from .domain import Catalog
+from .limits import Limits
 from .stripe_gateway import StripeCheckout, make_client
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -19,11 +19,13 @@ SPEC = ServiceSpec("checkout", "Tollgate checkout", publishes=(PAYMENTS_EVENTS,)
 log = get_logger(__name__)
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     runtime = Runtime(SPEC, settings, SERVICE_DIR)
     client = make_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
     gateway = StripeCheckout(client, settings.success_url, settings.cancel_url)
-    deps = api.Deps(settings, runtime, Catalog.load(settings.plans_file), gateway)
+    directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())
+    limits = Limits(settings.checkouts_per_address_per_hour, settings.checkouts_per_email_per_hour)
+    deps = api.Deps(settings, runtime, Catalog.load(settings.plans_file), gateway, directory, limits)
 
     async def watch_parked() -> None:
         """/metrics learns how many facts wait for a dependency, and for how long."""
@@ -37,4 +39,4 @@ def build_app(settings: Settings) -> FastAPI:
                 log.exception("could not read the parked facts")
             await asyncio.sleep(15)
 
-    return service_app(runtime, api.router(deps), background=[watch_parked])
+    return service(runtime, public=[api.router(deps)], admin=[], background=[watch_parked], on_stop=[directory.close])

@@ -35,7 +35,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
     stripe_side = StripeSide(
         Catalog.load(settings.plans_file), StripeCheckout(client, settings.success_url, settings.cancel_url)
     )
-    pool = await db.create_pool(settings.database_url, settings.schema_name)
+    pool = await db.connect(settings)
     try:
         done = await replay_unprocessable(pool, stripe_side, args.event, args.since)
     finally:

@@ -1,42 +1,71 @@
-"""The keys service's admin API (operator bearer token): look at, revoke, suspend, resume,
-rotate and expire keys."""
+"""The keys service's admin listener: operators (and Tollgate's portal, acting for a
+customer) look at, revoke, suspend, resume, rotate and expire keys; other services ask
+whose an API key is."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tollgate_shared.http import ApiError, bearer_token_guard
+from tollgate_shared.auth import Tokens, internal, staff
+from tollgate_shared.http import ApiError, Text
 from tollgate_shared.runtime import Runtime
 
-from . import repo
-from .api import key_body
+from . import keyformat, repo
+from .api import KeyList, KeyView, key_body
 from .domain import KeyNotFound, KeyRevokedError, RotationRefused
 from .handlers import KeySecrets, revoke_key, rotate_key, set_key_expiry, set_key_status
 
 
 class RevokeRequest(BaseModel):
-    reason: str = Field(default="admin", max_length=200)
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(default="admin", min_length=1, max_length=200)
 
 
 class RotateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     grace_s: float = Field(default=24 * 3600, ge=0, le=90 * 86400, alias="graceSeconds")
 
 
 class ExpiryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     expires_at: AwareDatetime | None = Field(alias="expiresAt")
 
 
-def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter:
-    r = APIRouter(dependencies=[Depends(bearer_token_guard(admin_token))])
+class Rotated(BaseModel):
+    rotated: UUID
+    graceSeconds: float  # noqa: N815
+    successor: KeyView
+
+
+class CreditsView(BaseModel):
+    account_id: str
+    available: int | None
+    ledger_available: int | None
+    ledger_version: int
+    ledger_usage_total: int
+    consumed_total: int
+    in_flight: int
+
+
+class IdentifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    api_key: Text = Field(alias="apiKey", min_length=1, max_length=256)
+
+
+class Identified(BaseModel):
+    accountId: str | None  # noqa: N815
+
+
+class Sealed(BaseModel):
+    sealed: str = Field(description="The new key's plaintext, as a Fernet token of the delivery keys")
+
+
+def router(runtime: Runtime, secrets: KeySecrets, operators: Tokens, internals: Tokens) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(staff(operators, internals))], tags=["operator", "internal"])
 
     @asynccontextmanager
     async def change() -> AsyncIterator[asyncpg.Connection]:
@@ -50,45 +79,45 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter
             raise ApiError(409, "key_revoked", str(exc)) from None
 
     @r.get("/v1/admin/accounts/{account_id}/credits")
-    async def credits(account_id: str) -> dict[str, Any]:
+    async def credits(account_id: str) -> CreditsView:
         """The keys service's view of the account's prepaid credits, and what it rests on."""
         async with runtime.pool.acquire() as conn:
             row = await repo.credits_view(conn, account_id)
         if row is None:
             raise ApiError(404, "account_not_found", f"no prepaid credits known for {account_id!r}")
-        return {
-            "account_id": account_id,
-            "available": row["available"],
-            "ledger_available": row["ledger_available"],
-            "ledger_version": row["ledger_version"],
-            "ledger_usage_total": row["ledger_usage_total"],
-            "consumed_total": row["consumed_total"],
-            "in_flight": row["consumed_total"] - row["ledger_usage_total"],
-        }
+        return CreditsView(
+            account_id=account_id,
+            available=row["available"],
+            ledger_available=row["ledger_available"],
+            ledger_version=row["ledger_version"],
+            ledger_usage_total=row["ledger_usage_total"],
+            consumed_total=row["consumed_total"],
+            in_flight=row["consumed_total"] - row["ledger_usage_total"],
+        )
 
     @r.get("/v1/admin/accounts/{account_id}/keys")
-    async def list_keys(account_id: str) -> dict[str, Any]:
+    async def list_keys(account_id: str) -> KeyList:
         async with runtime.pool.acquire() as conn:
             keys = await repo.list_for_account(conn, account_id)
-        return {"accountId": account_id, "keys": [key_body(k) for k in keys]}
+        return KeyList(accountId=account_id, keys=[key_body(k) for k in keys])
 
     @r.post("/v1/admin/keys/{key_id}/revoke")
-    async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> dict[str, Any]:
+    async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> KeyView:
         async with change() as conn:
             return key_body(await revoke_key(key_id, (body or RevokeRequest()).reason, conn))
 
     @r.post("/v1/admin/keys/{key_id}/suspend")
-    async def suspend(key_id: UUID) -> dict[str, Any]:
+    async def suspend(key_id: UUID) -> KeyView:
         async with change() as conn:
             return key_body(await set_key_status(key_id, "suspended", conn))
 
     @r.post("/v1/admin/keys/{key_id}/resume")
-    async def resume(key_id: UUID) -> dict[str, Any]:
+    async def resume(key_id: UUID) -> KeyView:
         async with change() as conn:
             return key_body(await set_key_status(key_id, "active", conn))
 
     @r.post("/v1/admin/keys/{key_id}/rotate")
-    async def rotate(key_id: UUID, body: RotateRequest | None = None) -> dict[str, Any]:
+    async def rotate(key_id: UUID, body: RotateRequest | None = None) -> Rotated:
         """A successor key, emailed to the customer; the old one keeps working for the grace."""
         grace = (body or RotateRequest()).grace_s
         try:
@@ -96,12 +125,50 @@ def router(runtime: Runtime, secrets: KeySecrets, admin_token: str) -> APIRouter
                 new = await rotate_key(key_id, grace, conn, secrets)
         except RotationRefused as exc:
             raise ApiError(409, str(exc), f"key {key_id} cannot be rotated ({exc})") from None
-        return {"rotated": str(key_id), "graceSeconds": grace, "successor": key_body(new)}
+        return Rotated(rotated=key_id, graceSeconds=grace, successor=key_body(new))
 
     @r.post("/v1/admin/keys/{key_id}/expiry")
-    async def expiry(key_id: UUID, body: ExpiryRequest) -> dict[str, Any]:
+    async def expiry(key_id: UUID, body: ExpiryRequest) -> KeyView:
         """Set (or clear, with null) the moment the key stops working."""
         async with change() as conn:
             return key_body(await set_key_expiry(key_id, body.expires_at, conn))
+
+    return r
+
+
+def internal_router(runtime: Runtime, secrets: KeySecrets, internals: Tokens) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(internal(internals))], tags=["internal"])
+
+    @r.post("/internal/v1/identify")
+    async def identify(body: IdentifyRequest) -> Identified:
+        """Whose account a live API key opens (null if none): how other services admit a
+        customer to their own account's routes."""
+        if not keyformat.is_well_formed(body.api_key):
+            return Identified(accountId=None)
+        async with runtime.pool.acquire() as conn:
+            me = await repo.find_live_by_hash(conn, keyformat.hash_key(secrets.hash_secret, body.api_key))
+        return Identified(accountId=me.account_id if me else None)
+
+    return r
+
+
+def deliveries_router(runtime: Runtime, internals: Tokens) -> APIRouter:
+    """New keys' sealed plaintexts: for the notifier's token only."""
+    r = APIRouter(dependencies=[Depends(internal(internals, only=frozenset({"notifier"})))], tags=["internal"])
+
+    @r.get("/internal/v1/deliveries/{key_id}")
+    async def delivery(key_id: UUID) -> Sealed:
+        """A new key's plaintext, sealed, for the notifier to email; 404 once it was taken."""
+        async with runtime.pool.acquire() as conn:
+            sealed = await repo.sealed_delivery(conn, key_id)
+        if sealed is None:
+            raise ApiError(404, "delivery_not_found", f"no key {key_id} waiting to be delivered")
+        return Sealed(sealed=sealed)
+
+    @r.delete("/internal/v1/deliveries/{key_id}", status_code=204)
+    async def delivered(key_id: UUID) -> None:
+        """The notifier emailed it: the sealed plaintext is deleted (again: no harm)."""
+        async with runtime.pool.acquire() as conn:
+            await repo.delivered(conn, key_id)
 
     return r

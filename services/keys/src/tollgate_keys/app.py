@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
+from tollgate_shared.auth import Tokens
 from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
-from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
+from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
+from tollgate_shared.settings import multi_fernet
 
 from . import admin_api, api, consumers
 from .batcher import Batcher
@@ -22,7 +22,7 @@ def key_secrets(settings: Settings) -> KeySecrets:
     return KeySecrets(
         environment=settings.key_environment,
         hash_secret=settings.hash_secret.get_secret_value().encode(),
-        delivery=Fernet(settings.delivery_key.get_secret_value()),
+        delivery=multi_fernet(settings.delivery_keys),
     )
 
 
@@ -30,22 +30,29 @@ def consumer_deps(settings: Settings) -> consumers.Deps:
     return consumers.Deps(key_secrets(settings), settings.payment_failure_grace_s)
 
 
-def build_app(settings: Settings) -> ValidateFastPath:
+def build_app(settings: Settings) -> Service:
     deps = consumer_deps(settings)
     secrets = deps.secrets
     runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
     batcher = Batcher(lambda: runtime.pool)
+    validator = api.Validator(runtime, secrets, batcher, Tokens(settings.gateway_tokens))
+    operators, internals = Tokens(settings.operator_tokens), Tokens(settings.internal_tokens)
 
     async def start() -> None:
         batcher.start()
 
-    app = service_app(
+    svc = service(
         runtime,
-        api.router(runtime, secrets, batcher),
-        admin_api.router(runtime, secrets, settings.admin_token.get_secret_value()),
+        public=[api.router(runtime, secrets, validator)],
+        admin=[
+            admin_api.router(runtime, secrets, operators, internals),
+            admin_api.internal_router(runtime, secrets, internals),
+            admin_api.deliveries_router(runtime, internals),
+        ],
         on_start=[start],
         on_stop=[batcher.stop],
     )
     # Outermost, ahead of FastAPI's own middleware stack: on the hot path that stack cost
     # more than the validation it wrapped (see fastpath.py).
-    return ValidateFastPath(app, handle=lambda body: api.answer(body, runtime, secrets, batcher))
+    svc.public = ValidateFastPath(svc.public, handle=validator)
+    return svc

@@ -40,11 +40,22 @@ class Request:
     status: int | None
 
 
+class Overloaded(Exception):
+    """More validations wait than the process should hold: answered 503, retry later."""
+
+
 class Batcher:
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], *, max_batch: int = 256, workers: int = 2, backlog: int = 2
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        max_batch: int = 256,
+        workers: int = 2,
+        backlog: int = 2,
+        max_waiting: int = 10_000,
     ) -> None:
         self._pool, self._max, self._workers, self._backlog = pool, max_batch, workers, backlog
+        self._max_waiting = max_waiting
         self._queue: asyncio.Queue[tuple[Request, asyncio.Future[Consumed]]] = asyncio.Queue()
         self._backlogged = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,6 +72,11 @@ class Batcher:
                 await task
 
     async def consume(self, request: Request) -> Consumed:
+        """The request's decision, once its batch committed. Refused at once (Overloaded)
+        when so many wait that an answer would come too late to be worth waiting for."""
+        if self._queue.qsize() >= self._max_waiting:
+            metrics.REJECTED.labels("503").inc()
+            raise Overloaded
         future: asyncio.Future[Consumed] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((request, future))
         if self._queue.qsize() >= self._backlog:

@@ -15,7 +15,7 @@ import pydantic_core
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tollgate_shared.http import error_body, validation_error
+from tollgate_shared.http import ApiError, error_body, validation_error
 from tollgate_shared.logging import get_logger
 
 from . import metrics
@@ -24,7 +24,7 @@ from .api import ValidateRequest
 log = get_logger(__name__)
 PATH = "/v1/keys/validate"
 MAX_BODY = 8 * 1024
-Handler = Callable[[ValidateRequest], Awaitable[dict[str, Any]]]
+Handler = Callable[[ValidateRequest, dict[bytes, bytes]], Awaitable[dict[str, Any]]]
 
 
 class ValidateFastPath:
@@ -48,7 +48,11 @@ class ValidateFastPath:
             await _send_json(send, *validation_error(exc.errors()))  # type: ignore[arg-type]
             return
         try:
-            answer = await self.handle(request)
+            answer = await self.handle(request, dict(scope.get("headers") or ()))
+        except ApiError as refused:
+            extra = [(k.encode(), v.encode()) for k, v in (refused.headers or {}).items()]
+            await _send_json(send, refused.status, error_body(refused.code, refused.message), extra)
+            return
         except Exception:
             log.exception("validate failed")
             await _send_json(send, 500, error_body("internal_error", "unexpected error; it has been logged"))
@@ -70,13 +74,10 @@ async def _read_body(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = pydantic_core.to_json(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": payload})

@@ -10,7 +10,7 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import asyncpg
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 
 from tollgate_shared import outbox
 from tollgate_shared.contracts import (
@@ -41,7 +41,7 @@ log = get_logger(__name__)
 class KeySecrets:
     environment: str
     hash_secret: bytes
-    delivery: Fernet
+    delivery: MultiFernet  # the first key seals; during a rotation the notifier opens with any
 
     def sealed(self, plaintext: str) -> str:
         """The plaintext as only the notifier can read it."""
@@ -51,8 +51,9 @@ class KeySecrets:
 async def issue_key(
     fact: PaymentSucceeded | SubscriptionStarted, conn: asyncpg.Connection, secrets: KeySecrets
 ) -> bool:
-    """One key per paid Checkout Session; its plaintext leaves only sealed, in the event.
-    A customer buying a pack they already hold gets more quota on the same key."""
+    """One key per paid Checkout Session; its plaintext is kept only sealed, until the
+    notifier has emailed it. A customer buying a pack they already hold gets more quota
+    on the same key."""
     if await repo.source_handled(conn, fact.checkout_session_id):
         log.info("payment already handled", checkout_session_id=fact.checkout_session_id)
         return False
@@ -97,8 +98,8 @@ async def issue_key(
         quota=quota,
         features=fact.features,
         key_display=keyformat.display(plaintext),
-        key_ciphertext=secrets.sealed(plaintext),
     )
+    await repo.seal_for_delivery(conn, key_id, secrets.sealed(plaintext))
     await outbox.add(conn, KEYS_EVENTS, fact.account_id, issued)
     log.info("key issued", key_id=str(key_id), account_id=fact.account_id, plan=fact.plan)
     return True
@@ -188,7 +189,7 @@ async def learn_balance(event: BalanceUpdated, conn: asyncpg.Connection) -> bool
 async def rotate_key(key_id: UUID, grace_s: float, conn: asyncpg.Connection, secrets: KeySecrets) -> repo.KeyRow:
     """Issue a successor with the same account, plan, quota and limits; the old key works
     as an alias of it for `grace_s`, then expires. The new plaintext goes to the customer
-    the way a first key does: sealed in a KeyIssued event, for the notifier."""
+    the way a first key does: sealed for the notifier, announced by a KeyIssued event."""
     old = await repo.locked(conn, key_id)
     if old is None:
         raise KeyNotFound(key_id)
@@ -214,8 +215,8 @@ async def rotate_key(key_id: UUID, grace_s: float, conn: asyncpg.Connection, sec
         features=tuple(new.features),
         expires_at=new.expires_at,
         key_display=new.key_display,
-        key_ciphertext=secrets.sealed(plaintext),
     )
+    await repo.seal_for_delivery(conn, new_id, secrets.sealed(plaintext))
     await outbox.add(conn, KEYS_EVENTS, new.account_id, issued)
     log.info("key rotated", key_id=str(key_id), successor=str(new_id), grace_s=grace_s)
     return new

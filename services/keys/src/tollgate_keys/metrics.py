@@ -17,7 +17,8 @@ VALIDATIONS = Counter(
 )
 REJECTED = Counter(
     "tollgate_keys_validate_rejected_total",
-    "Validate requests refused before any validation: a body too large (413) or not a valid request (422).",
+    "Validate requests refused before any validation: a body too large (413), not a valid request (422), "
+    "or too many waiting (503).",
     ["status"],
 )
 VALIDATE_SECONDS = Histogram(

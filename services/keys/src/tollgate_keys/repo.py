@@ -389,3 +389,16 @@ async def lift_prepaid_hold(conn: asyncpg.Connection, account_id: str) -> int:
         account_id,
     )
     return db.affected(result)
+
+
+async def seal_for_delivery(conn: asyncpg.Connection, key_id: UUID, sealed: str) -> None:
+    await conn.execute("INSERT INTO key_deliveries (key_id, sealed) VALUES ($1, $2)", key_id, sealed)
+
+
+async def sealed_delivery(conn: asyncpg.Connection, key_id: UUID) -> str | None:
+    found: str | None = await conn.fetchval("SELECT sealed FROM key_deliveries WHERE key_id = $1", key_id)
+    return found
+
+
+async def delivered(conn: asyncpg.Connection, key_id: UUID) -> None:
+    await conn.execute("DELETE FROM key_deliveries WHERE key_id = $1", key_id)

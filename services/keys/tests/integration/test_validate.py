@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher, Request
@@ -42,7 +42,7 @@ from tollgate_shared.contracts import (
 
 MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
 NO_LIMITS = Limits()
-SECRETS = KeySecrets("test", b"integration-hash-secret", Fernet(Fernet.generate_key()))
+SECRETS = KeySecrets("test", b"integration-hash-secret", MultiFernet([Fernet(Fernet.generate_key())]))
 
 
 @pytest.fixture
@@ -109,12 +109,14 @@ class TestIssue:
         async with pool.acquire() as conn:
             outbox = await conn.fetch("SELECT payload FROM outbox")
             stored = await conn.fetchrow("SELECT * FROM keys")
+            sealed = await conn.fetchval("SELECT sealed FROM key_deliveries WHERE key_id = $1", stored["id"])
         assert len(outbox) == 1
-        plaintext = SECRETS.delivery.decrypt(outbox[0]["payload"]["key_ciphertext"].encode()).decode()
+        plaintext = SECRETS.delivery.decrypt(sealed.encode()).decode()
         assert keyformat.is_well_formed(plaintext)
         assert stored["key_hash"] == keyformat.hash_key(SECRETS.hash_secret, plaintext)
         assert plaintext not in str(dict(stored))
-        assert plaintext not in str(outbox[0]["payload"])
+        # The event announces the key; neither its plaintext nor its sealed form travels.
+        assert plaintext not in str(outbox[0]["payload"]) and sealed not in str(outbox[0]["payload"])
 
 
 class TestTopUp:
@@ -344,10 +346,8 @@ async def key_id_of(pool: asyncpg.Pool, plaintext: str) -> UUID:
 async def delivered_key(pool: asyncpg.Pool, key_id: UUID) -> str:
     """The plaintext of a key as the notifier would receive it."""
     async with pool.acquire() as conn:
-        sent = await conn.fetchval(
-            "SELECT payload->>'key_ciphertext' FROM outbox WHERE payload->>'key_id' = $1", str(key_id)
-        )
-    return SECRETS.delivery.decrypt(sent.encode()).decode()
+        sealed = await conn.fetchval("SELECT sealed FROM key_deliveries WHERE key_id = $1", key_id)
+    return SECRETS.delivery.decrypt(sealed.encode()).decode()
 
 
 def a_call(plaintext: str) -> Request:
@@ -485,10 +485,8 @@ class TestRotationAndExpiry:
         )
         assert await in_tx(pool, lambda c: issue_key(fact, c, SECRETS))
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT k.id, o.payload FROM keys k JOIN outbox o ON o.payload->>'key_id' = k.id::text"
-            )
-        return str(row["id"]), SECRETS.delivery.decrypt(row["payload"]["key_ciphertext"].encode()).decode()
+            row = await conn.fetchrow("SELECT k.id, d.sealed FROM keys k JOIN key_deliveries d ON d.key_id = k.id")
+        return str(row["id"]), SECRETS.delivery.decrypt(row["sealed"].encode()).decode()
 
     async def test_the_old_key_is_an_alias_of_its_successor_for_the_grace_then_expires(
         self, pool: asyncpg.Pool, validate: Check

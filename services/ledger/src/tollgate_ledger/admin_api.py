@@ -1,5 +1,5 @@
-"""The ledger's admin API (operator bearer token): accounts, transfers and holds, grants
-and corrections."""
+"""The ledger's admin API (operators, on the admin listener): accounts, transfers and
+holds, grants and corrections."""
 
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -7,11 +7,10 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tollgate_shared.http import ApiError, bearer_token_guard
+from tollgate_shared.http import ApiError, Text
 from tollgate_shared.runtime import Runtime
 
 from . import repo
-from .api import balance_body
 from .book import Book
 from .domain import Account, Rejected, customer_credits
 from .handlers import (
@@ -25,6 +24,7 @@ from .handlers import (
     void_hold,
 )
 from .holds import Transfer
+from .views import BalanceView, Granted, HoldChanged, Reversed, TransferDone, balance_view
 
 MAX_AMOUNT = 10**15
 T = TypeVar("T")
@@ -36,7 +36,7 @@ class Strict(BaseModel):
 
 class OpenAccount(Strict):
     id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:./-]+$")
-    owner: str = Field(min_length=1, max_length=200)
+    owner: Text = Field(min_length=1, max_length=200)
     owner_kind: Literal["customer", "subscription", "system"] = "customer"
     type: Literal["asset", "liability", "revenue", "expense", "equity"]
     asset: str = Field(min_length=1, max_length=40, pattern=r"^[A-Z][A-Z0-9_]*(/\d)?$")
@@ -46,14 +46,14 @@ class OpenAccount(Strict):
 
 
 class TransferRequest(Strict):
-    id: str = Field(min_length=1, max_length=200, description="The client's id: sending it again is a no-op")
-    debit_account: str
-    credit_account: str
+    id: Text = Field(min_length=1, max_length=200, description="The client's id: sending it again is a no-op")
+    debit_account: Text = Field(min_length=1, max_length=200)
+    credit_account: Text = Field(min_length=1, max_length=200)
     amount: int = Field(gt=0, le=MAX_AMOUNT)
     pending: bool = False
     timeout_s: float | None = Field(default=None, gt=0, le=365 * 86400)
     kind: str = Field(default="transfer", pattern=r"^[a-z_]{1,40}$")
-    source_ref: str | None = Field(default=None, max_length=200)
+    source_ref: Text | None = Field(default=None, max_length=200)
 
 
 class PostRequest(Strict):
@@ -61,20 +61,20 @@ class PostRequest(Strict):
 
 
 class GrantRequest(Strict):
-    grant_id: str = Field(min_length=1, max_length=200)
+    grant_id: Text = Field(min_length=1, max_length=200)
     units: int = Field(gt=0, le=MAX_AMOUNT)
     expires_at: AwareDatetime | None = None
-    reason: str = Field(default="promotion", max_length=200)
+    reason: Text = Field(default="promotion", min_length=1, max_length=200)
 
 
 class AdjustmentRequest(Strict):
-    adjustment_id: str = Field(min_length=1, max_length=200)
+    adjustment_id: Text = Field(min_length=1, max_length=200)
     units: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive adds credits, negative takes them")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: Text = Field(min_length=1, max_length=200)
 
 
 class ReverseRequest(Strict):
-    reason: str = Field(min_length=1, max_length=200)
+    reason: Text = Field(min_length=1, max_length=200)
 
 
 class AccountSettings(Strict):
@@ -89,8 +89,8 @@ def refused(exc: Rejected) -> ApiError:
     return ApiError(status, exc.reason, str(exc))
 
 
-def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
-    r = APIRouter(dependencies=[Depends(bearer_token_guard(admin_token))])
+def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(guard)], tags=["operator"])
 
     async def in_book(work: Callable[[Book], Awaitable[T]]) -> T:
         """Run `work` in a Book of its own transaction; a refusal is answered with its status."""
@@ -100,15 +100,15 @@ def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
         except Rejected as exc:
             raise refused(exc) from None
 
-    async def credits_balance(account_id: str) -> dict[str, Any]:
+    async def credits_balance(account_id: str) -> BalanceView:
         async with runtime.pool.acquire() as conn:
             b = await repo.balance(conn, customer_credits(account_id).id)
         if b is None:
             raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
-        return balance_body(b)
+        return balance_view(b)
 
     @r.put("/v1/accounts/{account_id}/settings")
-    async def account_settings(account_id: str, body: AccountSettings) -> dict[str, Any]:
+    async def account_settings(account_id: str, body: AccountSettings) -> BalanceView:
         """The customer's low-balance threshold and the rule that gates spending their credits."""
         async with runtime.pool.acquire() as conn:
             found = await repo.update_settings(
@@ -119,7 +119,7 @@ def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
         return await credits_balance(account_id)
 
     @r.post("/v1/accounts/{account_id}/grants", status_code=201)
-    async def grant(account_id: str, body: GrantRequest, response: Response) -> dict[str, Any]:
+    async def grant(account_id: str, body: GrantRequest, response: Response) -> Granted:
         """Promotional credits, burned before paid ones, optionally expiring."""
         created = await in_book(
             lambda book: grant_promotional(
@@ -128,23 +128,23 @@ def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
         )
         if not created:
             response.status_code = 200
-        return {"grant_id": body.grant_id, "account_id": account_id, "units": body.units}
+        return Granted(grant_id=body.grant_id, account_id=account_id, units=body.units)
 
     @r.post("/v1/accounts/{account_id}/adjustments", status_code=201)
-    async def adjust(account_id: str, body: AdjustmentRequest, response: Response) -> dict[str, Any]:
+    async def adjust(account_id: str, body: AdjustmentRequest, response: Response) -> BalanceView:
         """A manual adjustment of the customer's credits, booked against its own account."""
         if not await in_book(lambda b: adjust_credits(b, body.adjustment_id, account_id, body.units, body.reason)):
             response.status_code = 200
         return await credits_balance(account_id)
 
     @r.post("/v1/journal/{tx_id}/reverse", status_code=201)
-    async def reverse_entry(tx_id: int, body: ReverseRequest) -> dict[str, Any]:
+    async def reverse_entry(tx_id: int, body: ReverseRequest) -> Reversed:
         """Correct a transfer by booking its exact opposite (`reverses` points at it)."""
         reversal = await in_book(lambda book: reverse(book, tx_id, body.reason))
-        return {"reversed": tx_id, "reversal_tx_id": reversal}
+        return Reversed(reversed=tx_id, reversal_tx_id=reversal)
 
     @r.post("/v1/ledger-accounts", status_code=201)
-    async def open_ledger_account(body: OpenAccount, response: Response) -> dict[str, Any]:
+    async def open_ledger_account(body: OpenAccount, response: Response) -> BalanceView:
         account = Account(
             body.id, body.owner, body.type, body.asset, tuple(body.flags), body.owner_kind, body.spend_rule
         )
@@ -153,26 +153,26 @@ def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
             raise ApiError(409, "account_exists", f"{body.id} exists as a {b.type} account in {b.asset}")
         if not new:
             response.status_code = 200
-        return balance_body(b)
+        return balance_view(b)
 
     @r.post("/v1/ledger-accounts/{ledger_account:path}/close")
-    async def close_ledger_account(ledger_account: str) -> dict[str, Any]:
+    async def close_ledger_account(ledger_account: str) -> BalanceView:
         await in_book(lambda book: close_account(book, ledger_account))
         async with runtime.pool.acquire() as conn:
             b = await repo.balance(conn, ledger_account)
         assert b is not None
-        return balance_body(b)
+        return balance_view(b)
 
     @r.get("/v1/ledger-accounts/{ledger_account:path}")
-    async def ledger_account(ledger_account: str) -> dict[str, Any]:
+    async def ledger_account(ledger_account: str) -> BalanceView:
         async with runtime.pool.acquire() as conn:
             b = await repo.balance(conn, ledger_account)
         if b is None:
             raise ApiError(404, "account_not_found", f"no ledger account {ledger_account!r}")
-        return balance_body(b)
+        return balance_view(b)
 
     @r.post("/v1/transfers", status_code=201)
-    async def transfer(body: TransferRequest, response: Response) -> dict[str, Any]:
+    async def transfer(body: TransferRequest, response: Response) -> TransferDone:
         t = Transfer(
             body.id,
             body.debit_account,
@@ -188,17 +188,17 @@ def router(runtime: Runtime, admin_token: str, threshold: int) -> APIRouter:
             raise refused(outcome)
         if outcome == "exists":
             response.status_code = 200
-        return {"id": body.id, "status": "pending" if body.pending else "posted", "outcome": outcome}
+        return TransferDone(id=body.id, status="pending" if body.pending else "posted", outcome=outcome)
 
     @r.post("/v1/transfers/{transfer_id}/post")
-    async def post(transfer_id: str, body: PostRequest | None = None) -> dict[str, Any]:
+    async def post(transfer_id: str, body: PostRequest | None = None) -> HoldChanged:
         amount = (body or PostRequest()).amount
         changed = await in_book(lambda book: post_hold(book, transfer_id, amount))
-        return {"id": transfer_id, "status": "posted" if amount != 0 else "voided", "changed": changed}
+        return HoldChanged(id=transfer_id, status="posted" if amount != 0 else "voided", changed=changed)
 
     @r.post("/v1/transfers/{transfer_id}/void")
-    async def void(transfer_id: str) -> dict[str, Any]:
+    async def void(transfer_id: str) -> HoldChanged:
         changed = await in_book(lambda book: void_hold(book, transfer_id))
-        return {"id": transfer_id, "status": "voided", "changed": changed}
+        return HoldChanged(id=transfer_id, status="voided", changed=changed)
 
     return r

@@ -3,11 +3,10 @@
 import asyncio
 from pathlib import Path
 
-from fastapi import FastAPI
-
+from tollgate_shared.auth import KeysDirectory, Tokens, customer, staff
 from tollgate_shared.contracts.topics import LEDGER_ALERTS, LEDGER_BALANCES
 from tollgate_shared.logging import get_logger
-from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
+from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 
 from . import admin_api, api, consumers, finance_api, metrics
 from .book import Book
@@ -24,9 +23,12 @@ def consumer_deps(settings: Settings) -> consumers.Deps:
     return consumers.Deps(settings.low_balance_threshold)
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     threshold = settings.low_balance_threshold
     runtime = Runtime(SPEC, settings, SERVICE_DIR, consumer_deps(settings))
+    directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())
+    operators = staff(Tokens(settings.operator_tokens))
+    operators_or_services = staff(Tokens(settings.operator_tokens), Tokens(settings.internal_tokens))
 
     async def sweep_forever() -> None:
         """Holds and credit grants end at their deadline even if nobody touches them; and
@@ -41,12 +43,15 @@ def build_app(settings: Settings) -> FastAPI:
                 log.exception("expiry sweep failed")
             await asyncio.sleep(settings.sweep_interval_s)
 
-    admin_token = settings.admin_token.get_secret_value()
-    return service_app(
+    return service(
         runtime,
-        api.router(runtime),
-        # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
-        finance_api.router(runtime, admin_token),
-        admin_api.router(runtime, admin_token, threshold),
+        public=[api.router(runtime, customer(directory), ["customer"])],
+        admin=[
+            api.router(runtime, operators_or_services, ["operator", "internal"]),
+            # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
+            finance_api.router(runtime, operators),
+            admin_api.router(runtime, operators, threshold),
+        ],
         background=[sweep_forever],
+        on_stop=[directory.close],
     )

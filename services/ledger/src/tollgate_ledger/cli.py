@@ -62,7 +62,7 @@ def _write(out: Path | None, data: bytes) -> int:
 
 
 async def run(args: argparse.Namespace, settings: BookSettings) -> int:
-    pool = await db.create_pool(settings.database_url, settings.schema_name)
+    pool = await db.connect(settings)
     try:
         async with pool.acquire() as conn:
             match args.command:

@@ -1,21 +1,19 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tollgate_shared.settings import ServiceSettings, secret_validator
+from tollgate_shared.settings import KeysAccess, ServiceSettings, secret_validator
 
 
-class Settings(ServiceSettings):
+class Settings(KeysAccess):
     model_config = SettingsConfigDict(env_prefix="LEDGER_")
 
     http_port: int = 8102
+    admin_port: int = 9102
     schema_name: str = "ledger"
     # Alerts fire when a customer's available credits fall below this (per-account overrides).
     low_balance_threshold: int = Field(default=100, ge=0)
     # How often holds and credit grants past their deadline are expired.
     sweep_interval_s: float = Field(default=5.0, gt=0)
-    admin_token: SecretStr
-
-    _secrets = secret_validator("admin_token")
 
 
 class BookSettings(ServiceSettings):

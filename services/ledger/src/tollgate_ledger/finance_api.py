@@ -1,53 +1,50 @@
-"""The ledger's finance API (operator bearer token): statements, journal exports, the
-trial balance, period close and verification of the chain."""
+"""The ledger's finance API (operators, on the admin listener): statements, journal
+exports, the trial balance, period close and verification of the chain."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
-from pydantic import Field
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from tollgate_shared.http import ApiError, bearer_token_guard
+from tollgate_shared.http import ApiError
 from tollgate_shared.runtime import Runtime
 
 from . import finance, repo
+from .views import (
+    PeriodClosed,
+    StatementView,
+    TrialBalanceView,
+    Verified,
+    closed_view,
+    statement_view,
+    trial_balance_view,
+)
 
+PARQUET = "application/vnd.apache.parquet"
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-def router(runtime: Runtime, admin_token: str) -> APIRouter:
-    r = APIRouter(dependencies=[Depends(bearer_token_guard(admin_token))])
+def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
+    r = APIRouter(dependencies=[Depends(guard)], tags=["operator"])
 
     @r.get("/v1/ledger-accounts/{ledger_account:path}/statement")
     async def statement(
         ledger_account: str,
         start: Annotated[datetime, Query(alias="from")],
         end: Annotated[datetime, Query(alias="to")],
-    ) -> dict[str, Any]:
+    ) -> StatementView:
         async with runtime.pool.acquire() as conn:
             st = await repo.statement(conn, ledger_account, start, end)
         if st is None:
             raise ApiError(404, "account_not_found", f"no ledger account {ledger_account!r}")
-        return {
-            "ledger_account": st.account_id,
-            "asset": st.asset,
-            "opening": st.opening,
-            "lines": [
-                {
-                    "tx_id": x.tx_id,
-                    "seq": x.seq,
-                    "business_time": x.business_time.isoformat(),
-                    "kind": x.kind,
-                    "amount": x.amount,
-                    "balance": x.balance,
-                    "source_ref": x.source_ref,
-                }
-                for x in st.lines
-            ],
-            "closing": st.closing,
-        }
+        return statement_view(st)
 
-    @r.get("/v1/exports/journal")
+    @r.get(
+        "/v1/exports/journal",
+        response_class=Response,
+        responses={200: {"description": "The postings", "content": {"text/csv": {}, PARQUET: {}}}},
+    )
     async def export(
         period: Annotated[str | None, Query(pattern=PERIOD)] = None,
         start: Annotated[datetime | None, Query(alias="from")] = None,
@@ -62,42 +59,30 @@ def router(runtime: Runtime, admin_token: str) -> APIRouter:
         name = f"journal-{period or f'{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}'}.{format}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if format == "parquet":
-            return Response(finance.to_parquet(rows), media_type="application/vnd.apache.parquet", headers=headers)
+            return Response(finance.to_parquet(rows), media_type=PARQUET, headers=headers)
         return Response(finance.to_csv(rows), media_type="text/csv", headers=headers)
 
     @r.get("/v1/trial-balance")
     async def trial_balance(
         period: Annotated[str | None, Query(pattern=PERIOD)] = None, as_of: datetime | None = None
-    ) -> dict[str, Any]:
+    ) -> TrialBalanceView:
         async with runtime.pool.acquire() as conn:
             tb = await repo.trial_balance(conn, as_of=as_of, period=period)
-        return {
-            "accounts": [
-                {"account": x.account_id, "type": x.type, "asset": x.asset, "debits": x.debits, "credits": x.credits}
-                for x in tb.rows
-            ],
-            "totals": {asset: {"debits": d, "credits": c} for asset, (d, c) in tb.totals().items()},
-            "balanced": not tb.off_balance(),
-        }
+        return trial_balance_view(tb)
 
     @r.post("/v1/periods/{period}/close")
-    async def close(period: Annotated[str, Field(pattern=PERIOD)]) -> dict[str, Any]:
+    async def close(period: Annotated[str, Path(pattern=PERIOD)]) -> PeriodClosed:
         async with runtime.pool.acquire() as conn, conn.transaction():
             try:
                 closed = await finance.close_period(conn, period)
             except finance.CloseRefused as exc:
                 raise ApiError(409, "close_refused", str(exc)) from None
-        return {
-            "period": closed.period,
-            "accounts": closed.accounts,
-            "chain_seq": closed.chain_seq,
-            "chain_hash": closed.chain_hash,
-        }
+        return closed_view(closed)
 
     @r.get("/v1/verify")
-    async def verify() -> dict[str, Any]:
+    async def verify() -> Verified:
         async with runtime.pool.acquire() as conn:
             problems = await finance.verify(conn)
-        return {"ok": not problems, "problems": problems}
+        return Verified(ok=not problems, problems=problems)
 
     return r

@@ -98,7 +98,6 @@ async def test_matches_payments_refunds_and_disputes_and_lists_every_difference(
         "LEDGER_DATABASE_URL": stack["database_url"],
         "LEDGER_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
         "LEDGER_SCHEMA_NAME": schema,
-        "LEDGER_ADMIN_TOKEN": "cli-test-token-not-a-secret",
         "LEDGER_STRIPE_API_KEY": STRIPE_API_KEY,
         "LEDGER_STRIPE_API_BASE": stack["stripe"],
     }

@@ -5,14 +5,19 @@ the event's offset: the email row and the offset commit together after SMTP acce
 the message. A crash between SMTP and that commit sends the email again on redelivery,
 with the same Message-ID: SMTP has no transactions, so this is the narrowest window
 there is, and the duplicate is recognisably one.
+
+A new key's plaintext is fetched, sealed, from the keys service, and opened only here.
+Once its email is committed, the keys service is told to forget it (forget_emailed_keys).
 """
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from uuid import UUID
 
 import asyncpg
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 
 from tollgate_shared.contracts import BalanceAlert, InvoicePaymentFailed, KeyIssued, KeyToppedUp
 from tollgate_shared.logging import get_logger
@@ -24,17 +29,34 @@ from .templates import Email, load, render
 log = get_logger(__name__)
 
 
+class SealedKeys(Protocol):
+    """Where new keys wait, sealed, to be emailed: the keys service (keys_client.py)."""
+
+    async def sealed_key(self, key_id: UUID) -> str | None: ...
+
+    async def forget(self, key_id: UUID) -> None: ...
+
+
 @dataclass(frozen=True)
 class Deps:
     mailer: Mailer
-    delivery: Fernet
+    keys: SealedKeys
+    delivery: MultiFernet  # opens what the keys service sealed, with any current delivery key
     templates_dir: Path
     customer_portal_url: str
 
 
 async def email_new_key(event: KeyIssued, conn: asyncpg.Connection, deps: Deps) -> bool:
     await repo.remember_contact(conn, event.account_id, event.customer_email, event.customer_name)
-    plaintext = deps.delivery.decrypt(event.key_ciphertext.encode()).decode()
+    if await repo.already_sent(conn, event.event_id):
+        return _already_sent("key_issued")
+    sealed = await deps.keys.sealed_key(event.key_id)
+    if sealed is None:
+        # Emailed by an earlier life of this notifier (its rows lost), or never sealed.
+        log.warning("key no longer held by the keys service; not emailed", key_id=str(event.key_id))
+        metrics.EMAILS.labels("key_issued", "key_gone").inc()
+        return False
+    plaintext = deps.delivery.decrypt(sealed.encode()).decode()
     values = {
         "ApiKey": plaintext,
         "ApiQuota": "unlimited (metered)" if event.quota is None else f"{event.quota:,}",
@@ -44,7 +66,9 @@ async def email_new_key(event: KeyIssued, conn: asyncpg.Connection, deps: Deps) 
         "CustomerPortalUrl": deps.customer_portal_url,
     }
     email = render(load("key_issued", deps.templates_dir), values)
-    return await send_once(conn, deps, event.event_id, "key_issued", event.customer_email, email)
+    await send(conn, deps, event.event_id, "key_issued", event.customer_email, email)
+    await repo.forget_after_commit(conn, event.key_id)
+    return True
 
 
 async def email_top_up(event: KeyToppedUp, conn: asyncpg.Connection, deps: Deps) -> bool:
@@ -96,12 +120,34 @@ async def notify_account(
 async def send_once(conn: asyncpg.Connection, deps: Deps, event_id: UUID, template: str, to: str, email: Email) -> bool:
     """Send unless this event's email was already sent; the row commits with the offset."""
     if await repo.already_sent(conn, event_id):
-        log.info("email already sent", template=template)
-        metrics.EMAILS.labels(template, "already_sent").inc()
-        return False
+        return _already_sent(template)
+    await send(conn, deps, event_id, template, to, email)
+    return True
+
+
+async def send(conn: asyncpg.Connection, deps: Deps, event_id: UUID, template: str, to: str, email: Email) -> None:
     message_id = f"<{event_id}@tollgate>"
     await deps.mailer.send(to, email, message_id)
     await repo.record_sent(conn, event_id, template, to, message_id)
     log.info("email sent", template=template)
     metrics.EMAILS.labels(template, "sent").inc()
-    return True
+
+
+def _already_sent(template: str) -> bool:
+    log.info("email already sent", template=template)
+    metrics.EMAILS.labels(template, "already_sent").inc()
+    return False
+
+
+async def forget_emailed_keys(pool: asyncpg.Pool, keys: SealedKeys, *, every_s: float = 2.0) -> None:
+    """Tell the keys service to drop the sealed plaintext of every key already emailed.
+    Runs beside the consumers; a call that fails is tried again on the next round."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                for key_id in await repo.keys_to_forget(conn, limit=100):
+                    await keys.forget(key_id)
+                    await repo.forgotten(conn, key_id)
+        except Exception as exc:
+            log.warning("cannot have emailed keys forgotten yet", error=repr(exc))
+        await asyncio.sleep(every_s)

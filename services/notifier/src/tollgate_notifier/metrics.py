@@ -10,6 +10,7 @@ from prometheus_client import Counter
 
 EMAILS = Counter(
     "tollgate_notifier_emails_total",
-    "Emails by template and result: sent, or already_sent (a redelivered event).",
+    "Emails by template and result: sent, already_sent (a redelivered event), or key_gone "
+    "(a key the keys service no longer holds, emailed before).",
     ["template", "result"],
 )

@@ -35,3 +35,15 @@ async def contact(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record |
         "SELECT email, name FROM contacts WHERE account_id = $1", account_id
     )
     return row
+
+
+async def forget_after_commit(conn: asyncpg.Connection, key_id: UUID) -> None:
+    await conn.execute("INSERT INTO keys_to_forget (key_id) VALUES ($1) ON CONFLICT DO NOTHING", key_id)
+
+
+async def keys_to_forget(conn: asyncpg.Connection, *, limit: int) -> list[UUID]:
+    return [r["key_id"] for r in await conn.fetch("SELECT key_id FROM keys_to_forget ORDER BY sent_at LIMIT $1", limit)]
+
+
+async def forgotten(conn: asyncpg.Connection, key_id: UUID) -> None:
+    await conn.execute("DELETE FROM keys_to_forget WHERE key_id = $1", key_id)

@@ -5,11 +5,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import stripe
-from fastapi import FastAPI
 
+from tollgate_shared.auth import KeysDirectory, Tokens, customer, staff
 from tollgate_shared.contracts.topics import USAGE_REPORTED
 from tollgate_shared.logging import get_logger
-from tollgate_shared.runtime import Runtime, ServiceSpec, service_app
+from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 
 from . import api, consumers, metrics
 from .config import Settings, StripeSettings
@@ -37,7 +37,7 @@ def consumer_deps(settings: Settings) -> consumers.Deps:
     return consumers.Deps(load_meters(settings.meters_file), windows)
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     deps = consumer_deps(settings)
     meters, windows = deps.meters, deps.windows
     metrics.known_meters([m.name for m in meters])
@@ -61,4 +61,13 @@ def build_app(settings: Settings) -> FastAPI:
                 log.exception("usage report tick failed")
             await asyncio.sleep(settings.tick_seconds)
 
-    return service_app(runtime, api.router(runtime, client), background=[report_forever])
+    directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())
+    previews = api.InvoicePreviews(client)
+    operators_or_services = staff(Tokens(settings.operator_tokens), Tokens(settings.internal_tokens))
+    return service(
+        runtime,
+        public=[api.router(runtime, previews, customer(directory), ["customer"])],
+        admin=[api.router(runtime, previews, operators_or_services, ["operator", "internal"])],
+        background=[report_forever],
+        on_stop=[directory.close],
+    )

@@ -11,6 +11,8 @@ import asyncio
 import sys
 from datetime import datetime
 
+import httpx
+
 from tollgate_shared import db
 from tollgate_shared.contracts import usage_from
 from tollgate_shared.contracts.topics import USAGE_RECORDED
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["reconcile", "backfill"])
     parser.add_argument("--from", dest="start", type=datetime.fromisoformat, required=True)
     parser.add_argument("--to", dest="end", type=datetime.fromisoformat, required=True)
-    parser.add_argument("--ledger-url", default="http://127.0.0.1:8102")
+    parser.add_argument(
+        "--ledger-url", default=None, help="the ledger's admin listener (default: USAGE_SYNC_LEDGER_URL)"
+    )
     parser.add_argument("--customer", help="only this customer (a Stripe customer id)")
     args = parser.parse_args(argv)
     settings = StripeSettings() if args.command == "reconcile" else WindowSettings()  # type: ignore[call-arg]
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run(args: argparse.Namespace, settings: WindowSettings) -> int:
-    pool = await db.create_pool(settings.database_url, settings.schema_name)
+    pool = await db.connect(settings)
     try:
         if args.command == "backfill":
             async with pool.acquire() as conn:
@@ -44,12 +48,16 @@ async def run(args: argparse.Namespace, settings: WindowSettings) -> int:
             print(f"backfill: {n} windows queued to be re-reported with their original identifiers (refused ones)")
             return 0
         assert isinstance(settings, StripeSettings)
-        records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name)
+        records = await read_topic(settings.kafka_bootstrap_servers, USAGE_RECORDED.name, **settings.kafka_options())
         diffs = await reconcile(
             usages=[usage_from(r) for r in records],
             pool=pool,
             client=stripe_client(settings),
-            ledger_url=args.ledger_url,
+            ledger=httpx.AsyncClient(
+                base_url=args.ledger_url or settings.ledger_url,
+                headers={"Authorization": f"Bearer {settings.ledger_token.get_secret_value()}"},
+                timeout=10,
+            ),
             meters=load_meters(settings.meters_file),
             start=args.start,
             customer=args.customer,

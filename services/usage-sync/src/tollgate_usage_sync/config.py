@@ -3,7 +3,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tollgate_shared.settings import ServiceSettings, secret_validator
+from tollgate_shared.settings import KeysAccess, ServiceSettings, secret_validator
 
 from .domain import DEFAULT_METERS_PATH
 
@@ -22,12 +22,18 @@ class StripeSettings(WindowSettings):
 
     stripe_api_key: SecretStr
     stripe_api_base: str = "https://api.stripe.com"
+    # The ledger's admin listener, and an operator's token for it (reconcile reads usage there).
+    ledger_url: str = "http://127.0.0.1:9102"
+    ledger_token: SecretStr = SecretStr("")
 
     _secrets = secret_validator("stripe_api_key")
 
 
-class Settings(StripeSettings):
+class Settings(StripeSettings, KeysAccess):
+    model_config = SettingsConfigDict(env_prefix="USAGE_SYNC_")
+
     http_port: int = 8105
+    admin_port: int = 9105
     window_seconds: int = Field(default=3600, ge=1)
     grace_seconds: int = Field(default=300, ge=0)
     tick_seconds: float = Field(default=5.0, gt=0)

@@ -65,7 +65,7 @@ async def reconcile(
     usages: list[UsageIntake],
     pool: asyncpg.Pool,
     client: stripe.StripeClient,
-    ledger_url: str,
+    ledger: httpx.AsyncClient,
     meters: list[Meter],
     start: datetime,
     end: datetime,
@@ -82,12 +82,14 @@ async def reconcile(
         for r in rows
         if r["failed"]
     ]
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with ledger:
         for account, units in sorted(prepaid.items()):
-            r = await http.get(
-                f"{ledger_url}/v1/accounts/{account}/usage", params={"from": start.isoformat(), "to": end.isoformat()}
+            r = await ledger.get(
+                f"/v1/accounts/{account}/usage", params={"from": start.isoformat(), "to": end.isoformat()}
             )
-            burned = r.json()["units_burned"] if r.status_code == 200 else 0
+            if r.status_code != 200:
+                raise SystemExit(f"the ledger answered {r.status_code} for {account}'s usage: {r.text[:200]}")
+            burned = r.json()["units_burned"]
             if burned != units:
                 diffs.append(Difference(account, "prepaid: keys recorded vs ledger burned", units, burned))
     meter_ids = {m.event_name: m.id for m in (await client.v1.billing.meters.list_async({"limit": 100})).data}

@@ -45,6 +45,8 @@ class Instance(CrashableService):
             "USAGE_SYNC_DATABASE_URL": stack["database_url"],
             "USAGE_SYNC_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
             "USAGE_SYNC_HTTP_PORT": str(free_port()),
+            "USAGE_SYNC_ADMIN_PORT": str(free_port()),
+            "USAGE_SYNC_KEYS_TOKEN": secrets.token_urlsafe(24),
             "USAGE_SYNC_SCHEMA_NAME": f"crash_{self.tag}",
             "USAGE_SYNC_GROUP_ID": f"crash-{self.tag}",
             "USAGE_SYNC_METERS_FILE": str(meters),

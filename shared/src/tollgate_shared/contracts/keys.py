@@ -14,7 +14,8 @@ Billing = Literal["prepaid", "metered"]
 
 
 class KeyIssued(Event):
-    """A key exists. Its plaintext travels only encrypted, for the notifier to deliver."""
+    """A key exists. Its plaintext is never in an event: the notifier fetches it, sealed,
+    from the keys service's internal API, emails it, and has it deleted."""
 
     event_type: Literal["KeyIssued"] = "KeyIssued"
     key_id: UUID
@@ -28,7 +29,6 @@ class KeyIssued(Event):
     features: tuple[str, ...] = ()
     expires_at: datetime | None = None
     key_display: str = Field(description="Prefix and last four characters, safe to show")
-    key_ciphertext: str = Field(description="Fernet token holding the plaintext key")
 
 
 class KeyRevoked(Event):
