@@ -7,13 +7,15 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +35,13 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+class RequestBody(BaseModel):
+    """What every request body is: exactly its fields, each of exactly its JSON type (no
+    `false` read as 0, no number read as a time)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class FieldProblem(BaseModel):
@@ -71,14 +80,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _printable(value: str) -> str:
-    """Text without control characters (NUL, escapes, line breaks): they have no place in
-    an id, a name or a reason, and PostgreSQL refuses NUL outright."""
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError("must not contain control characters")
+    """Text without control characters (NUL, escapes, line breaks) or lone surrogates:
+    they have no place in an id, a name or a reason, PostgreSQL refuses NUL outright, and
+    a lone surrogate is not even UTF-8."""
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("must not contain control characters or unpaired surrogates")
     return value
 
 
 Text = Annotated[str, AfterValidator(_printable)]
+
+ISO_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _iso_instant(value: Any) -> Any:
+    """A moment as ISO 8601 with its offset, and nothing else pydantic would read as one
+    (a bare number is a Unix time to it, and to nobody who wrote a query string)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not ISO_INSTANT.match(value):
+        raise ValueError("must be an ISO 8601 time with its offset, such as 2026-12-01T00:00:00Z")
+    return datetime.fromisoformat(value)
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -104,13 +129,41 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        # Starlette's 405 says which methods the path has (Allow), as RFC 9110 asks.
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(req: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            log.warning("dependency unavailable", path=req.url.path, error=repr(exc))
+            return JSONResponse(*UNAVAILABLE)
         log.error("unhandled error", path=req.url.path, exc_info=exc)
         return JSONResponse(error_body("internal_error", "unexpected error; it has been logged"), status_code=500)
+
+
+# A database that is down, full or slow: the request is fine and can be tried again.
+UNAVAILABLE = (
+    error_body("unavailable", "the database is busy or unreachable; retry after Retry-After"),
+    503,
+    {"Retry-After": "1"},
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """No connection came within the pool's acquire timeout, a statement ran past the
+    statement timeout, or PostgreSQL could not be reached."""
+    return isinstance(
+        exc,
+        TimeoutError
+        | asyncpg.QueryCanceledError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.InterfaceError
+        | ConnectionError,
+    )
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -170,14 +223,18 @@ class RequestGuard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
-                raise _TooLarge
+                raise _TooLarge(self.max_body)
             return message
 
         return capped
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised while the body streams in. An HTTPException, so FastAPI, which turns
+    anything else raised while reading a body into a 400, answers it as the 413 it is."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 async def _answer(send: Send, status: int, code: str, message: str) -> None:

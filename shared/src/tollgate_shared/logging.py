@@ -15,6 +15,7 @@ _SECRET_PATTERNS = [
     re.compile(r"whsec_[0-9A-Za-z]+"),
     re.compile(r"sk_(?:live|test)_[0-9A-Za-z]+"),
     re.compile(r"(?i)bearer\s+[^\s\"']+"),
+    re.compile(r"(?<=://)[^:/@\s]+:[^@\s]+(?=@)"),  # user:password in a connection string
 ]
 _SECRET_KEYS = re.compile(r"(?i)(secret|password|token|api_?key|authorization|plaintext)")
 REDACTED = "[redacted]"

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from tollgate_shared.auth import Identify, bearer
-from tollgate_shared.http import ApiError, Text
+from tollgate_shared.http import ApiError, RequestBody, Text
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime
 
@@ -53,8 +53,7 @@ log = get_logger(__name__)
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-class CheckoutRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CheckoutRequest(RequestBody):
     plan: Text = Field(min_length=1, max_length=64)
     email: str = Field(pattern=EMAIL, max_length=254)
     name: Text | None = Field(default=None, min_length=1, max_length=200)

@@ -8,10 +8,10 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from tollgate_shared.auth import Tokens, internal, staff
-from tollgate_shared.http import ApiError, Text
+from tollgate_shared.http import ApiError, RequestBody, Text
 from tollgate_shared.runtime import Runtime
 
 from . import keyformat, repo
@@ -20,18 +20,15 @@ from .domain import KeyNotFound, KeyRevokedError, RotationRefused
 from .handlers import KeySecrets, revoke_key, rotate_key, set_key_expiry, set_key_status
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RevokeRequest(RequestBody):
     reason: Text = Field(default="admin", min_length=1, max_length=200)
 
 
-class RotateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class RotateRequest(RequestBody):
     grace_s: float = Field(default=24 * 3600, ge=0, le=90 * 86400, alias="graceSeconds")
 
 
-class ExpiryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class ExpiryRequest(RequestBody):
     expires_at: AwareDatetime | None = Field(alias="expiresAt")
 
 
@@ -51,8 +48,7 @@ class CreditsView(BaseModel):
     in_flight: int
 
 
-class IdentifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class IdentifyRequest(RequestBody):
     api_key: Text = Field(alias="apiKey", min_length=1, max_length=256)
 
 
@@ -97,22 +93,26 @@ def router(runtime: Runtime, secrets: KeySecrets, operators: Tokens, internals: 
 
     @r.get("/v1/admin/accounts/{account_id}/keys")
     async def list_keys(account_id: str) -> KeyList:
+        """The account's keys, prefix and last four characters only."""
         async with runtime.pool.acquire() as conn:
             keys = await repo.list_for_account(conn, account_id)
         return KeyList(accountId=account_id, keys=[key_body(k) for k in keys])
 
     @r.post("/v1/admin/keys/{key_id}/revoke")
     async def revoke(key_id: UUID, body: RevokeRequest | None = None) -> KeyView:
+        """Stop the key for good, with a reason."""
         async with change() as conn:
             return key_body(await revoke_key(key_id, (body or RevokeRequest()).reason, conn))
 
     @r.post("/v1/admin/keys/{key_id}/suspend")
     async def suspend(key_id: UUID) -> KeyView:
+        """Stop the key until it is resumed (an operator's hold, apart from billing holds)."""
         async with change() as conn:
             return key_body(await set_key_status(key_id, "suspended", conn))
 
     @r.post("/v1/admin/keys/{key_id}/resume")
     async def resume(key_id: UUID) -> KeyView:
+        """Lift an operator's suspension."""
         async with change() as conn:
             return key_body(await set_key_status(key_id, "active", conn))
 

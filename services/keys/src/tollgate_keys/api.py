@@ -6,10 +6,10 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from tollgate_shared.auth import Tokens, bearer
-from tollgate_shared.http import ApiError, Text
+from tollgate_shared.http import ApiError, RequestBody, Text
 from tollgate_shared.runtime import Runtime
 
 from . import keyformat, metrics, repo
@@ -20,8 +20,7 @@ MAX_UNITS = 1_000_000
 GATEWAY_HEADER = b"x-tollgate-gateway"
 
 
-class ValidateRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+class ValidateRequest(RequestBody):
     api_key: Text = Field(alias="apiKey", min_length=1, max_length=256)
     units: int = Field(default=1, ge=1, le=MAX_UNITS, strict=True)
     consume: bool = Field(default=True, strict=True)

@@ -34,7 +34,7 @@ def build_app(settings: Settings) -> Service:
     deps = consumer_deps(settings)
     secrets = deps.secrets
     runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
-    batcher = Batcher(lambda: runtime.pool)
+    batcher = Batcher(lambda: runtime.pool, max_waiting=settings.validate_max_waiting)
     validator = api.Validator(runtime, secrets, batcher, Tokens(settings.gateway_tokens))
     operators, internals = Tokens(settings.operator_tokens), Tokens(settings.internal_tokens)
 

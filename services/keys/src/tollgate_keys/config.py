@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tollgate_shared.settings import ServiceSettings, fernet_keys_validator, named_tokens_validator, secret_validator
@@ -23,6 +23,9 @@ class Settings(ServiceSettings):
     # Named tokens of the API gateways allowed to say which route, method and status a
     # validated call was (what meters bill on). None: any caller may.
     gateway_tokens: SecretStr | None = None
+    # Consuming validations waiting for their batch, at most; more are answered 503 with
+    # Retry-After at once, not after a wait their caller has given up on.
+    validate_max_waiting: int = Field(default=10_000, ge=1)
 
     _secrets = secret_validator("hash_secret")
     _gateways = named_tokens_validator("gateway_tokens")

@@ -15,7 +15,7 @@ import pydantic_core
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tollgate_shared.http import ApiError, error_body, validation_error
+from tollgate_shared.http import UNAVAILABLE, ApiError, error_body, is_unavailable, validation_error
 from tollgate_shared.logging import get_logger
 
 from . import metrics
@@ -53,7 +53,12 @@ class ValidateFastPath:
             extra = [(k.encode(), v.encode()) for k, v in (refused.headers or {}).items()]
             await _send_json(send, refused.status, error_body(refused.code, refused.message), extra)
             return
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                log.warning("validate: database unavailable", error=repr(exc))
+                answer, status, retry = UNAVAILABLE
+                await _send_json(send, status, answer, [(k.encode(), v.encode()) for k, v in retry.items()])
+                return
             log.exception("validate failed")
             await _send_json(send, 500, error_body("internal_error", "unexpected error; it has been logged"))
             return

@@ -2,12 +2,12 @@
 holds, grants and corrections."""
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import AwareDatetime, BaseModel, Field
 
-from tollgate_shared.http import ApiError, Text
+from tollgate_shared.http import ApiError, RequestBody, Text
 from tollgate_shared.runtime import Runtime
 
 from . import repo
@@ -30,22 +30,18 @@ MAX_AMOUNT = 10**15
 T = TypeVar("T")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OpenAccount(Strict):
+class OpenAccount(RequestBody):
     id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:./-]+$")
     owner: Text = Field(min_length=1, max_length=200)
     owner_kind: Literal["customer", "subscription", "system"] = "customer"
     type: Literal["asset", "liability", "revenue", "expense", "equity"]
     asset: str = Field(min_length=1, max_length=40, pattern=r"^[A-Z][A-Z0-9_]*(/\d)?$")
-    flags: list[Literal["no_overdraft", "no_positive"]] = []
+    flags: list[Literal["no_overdraft", "no_positive"]] = Field(default_factory=list)
     spend_rule: Literal["conservative", "optimistic"] = "conservative"
     low_balance_threshold: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
 
-class TransferRequest(Strict):
+class TransferRequest(RequestBody):
     id: Text = Field(min_length=1, max_length=200, description="The client's id: sending it again is a no-op")
     debit_account: Text = Field(min_length=1, max_length=200)
     credit_account: Text = Field(min_length=1, max_length=200)
@@ -56,30 +52,35 @@ class TransferRequest(Strict):
     source_ref: Text | None = Field(default=None, max_length=200)
 
 
-class PostRequest(Strict):
+class PostRequest(RequestBody):
     amount: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
 
-class GrantRequest(Strict):
+class GrantRequest(RequestBody):
     grant_id: Text = Field(min_length=1, max_length=200)
     units: int = Field(gt=0, le=MAX_AMOUNT)
     expires_at: AwareDatetime | None = None
     reason: Text = Field(default="promotion", min_length=1, max_length=200)
 
 
-class AdjustmentRequest(Strict):
+class AdjustmentRequest(RequestBody):
     adjustment_id: Text = Field(min_length=1, max_length=200)
     units: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive adds credits, negative takes them")
     reason: Text = Field(min_length=1, max_length=200)
 
 
-class ReverseRequest(Strict):
+class ReverseRequest(RequestBody):
     reason: Text = Field(min_length=1, max_length=200)
 
 
-class AccountSettings(Strict):
+class AccountSettings(RequestBody):
     low_balance_threshold: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     spend_rule: Literal["conservative", "optimistic"] | None = None
+
+
+def again(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The answer to a request repeated with the same id: 200, and what the first made."""
+    return {200: {"model": model, "description": "Already done: the same id was sent before"}}
 
 
 def refused(exc: Rejected) -> ApiError:
@@ -118,7 +119,7 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
             raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
         return await credits_balance(account_id)
 
-    @r.post("/v1/accounts/{account_id}/grants", status_code=201)
+    @r.post("/v1/accounts/{account_id}/grants", status_code=201, responses=again(Granted))
     async def grant(account_id: str, body: GrantRequest, response: Response) -> Granted:
         """Promotional credits, burned before paid ones, optionally expiring."""
         created = await in_book(
@@ -130,7 +131,7 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
             response.status_code = 200
         return Granted(grant_id=body.grant_id, account_id=account_id, units=body.units)
 
-    @r.post("/v1/accounts/{account_id}/adjustments", status_code=201)
+    @r.post("/v1/accounts/{account_id}/adjustments", status_code=201, responses=again(BalanceView))
     async def adjust(account_id: str, body: AdjustmentRequest, response: Response) -> BalanceView:
         """A manual adjustment of the customer's credits, booked against its own account."""
         if not await in_book(lambda b: adjust_credits(b, body.adjustment_id, account_id, body.units, body.reason)):
@@ -138,13 +139,14 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
         return await credits_balance(account_id)
 
     @r.post("/v1/journal/{tx_id}/reverse", status_code=201)
-    async def reverse_entry(tx_id: int, body: ReverseRequest) -> Reversed:
+    async def reverse_entry(tx_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ReverseRequest) -> Reversed:
         """Correct a transfer by booking its exact opposite (`reverses` points at it)."""
         reversal = await in_book(lambda book: reverse(book, tx_id, body.reason))
         return Reversed(reversed=tx_id, reversal_tx_id=reversal)
 
-    @r.post("/v1/ledger-accounts", status_code=201)
+    @r.post("/v1/ledger-accounts", status_code=201, responses=again(BalanceView))
     async def open_ledger_account(body: OpenAccount, response: Response) -> BalanceView:
+        """Open a ledger account of a type and asset, with its flags; again with the same id: no-op."""
         account = Account(
             body.id, body.owner, body.type, body.asset, tuple(body.flags), body.owner_kind, body.spend_rule
         )
@@ -157,6 +159,7 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
 
     @r.post("/v1/ledger-accounts/{ledger_account:path}/close")
     async def close_ledger_account(ledger_account: str) -> BalanceView:
+        """Close an account whose balance is zero: nothing is booked on it after."""
         await in_book(lambda book: close_account(book, ledger_account))
         async with runtime.pool.acquire() as conn:
             b = await repo.balance(conn, ledger_account)
@@ -165,14 +168,17 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
 
     @r.get("/v1/ledger-accounts/{ledger_account:path}")
     async def ledger_account(ledger_account: str) -> BalanceView:
+        """Any ledger account's balance."""
         async with runtime.pool.acquire() as conn:
             b = await repo.balance(conn, ledger_account)
         if b is None:
             raise ApiError(404, "account_not_found", f"no ledger account {ledger_account!r}")
         return balance_view(b)
 
-    @r.post("/v1/transfers", status_code=201)
+    @r.post("/v1/transfers", status_code=201, responses=again(TransferDone))
     async def transfer(body: TransferRequest, response: Response) -> TransferDone:
+        """Move an amount between two accounts of one asset, posted or pending (a hold).
+        Sent again with the same id: no-op."""
         t = Transfer(
             body.id,
             body.debit_account,
@@ -192,12 +198,14 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
 
     @r.post("/v1/transfers/{transfer_id}/post")
     async def post(transfer_id: str, body: PostRequest | None = None) -> HoldChanged:
+        """Post a pending transfer, in full or for less (0 voids it)."""
         amount = (body or PostRequest()).amount
         changed = await in_book(lambda book: post_hold(book, transfer_id, amount))
         return HoldChanged(id=transfer_id, status="posted" if amount != 0 else "voided", changed=changed)
 
     @r.post("/v1/transfers/{transfer_id}/void")
     async def void(transfer_id: str) -> HoldChanged:
+        """Release a pending transfer's hold."""
         changed = await in_book(lambda book: void_hold(book, transfer_id))
         return HoldChanged(id=transfer_id, status="voided", changed=changed)
 

@@ -2,12 +2,11 @@
 their API keys), and on the admin listener for operators and Tollgate's own services."""
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from tollgate_shared.http import ApiError
+from tollgate_shared.http import ApiError, Instant
 from tollgate_shared.runtime import Runtime
 
 from . import repo
@@ -38,7 +37,7 @@ def router(runtime: Runtime, guard: Callable[..., Any], tags: list[str]) -> APIR
 
     @r.get("/v1/accounts/{account_id}/usage")
     async def usage(
-        account_id: str, start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")]
+        account_id: str, start: Annotated[Instant, Query(alias="from")], end: Annotated[Instant, Query(alias="to")]
     ) -> Usage:
         """Units of usage booked in [from, to): what reconciliation compares with keys and Stripe."""
         if end <= start:

@@ -2,12 +2,11 @@
 exports, the trial balance, period close and verification of the chain."""
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from tollgate_shared.http import ApiError
+from tollgate_shared.http import ApiError, Instant
 from tollgate_shared.runtime import Runtime
 
 from . import finance, repo
@@ -22,7 +21,7 @@ from .views import (
 )
 
 PARQUET = "application/vnd.apache.parquet"
-PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD = r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$"  # a month from 1970 to 2999
 
 
 def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
@@ -31,9 +30,10 @@ def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
     @r.get("/v1/ledger-accounts/{ledger_account:path}/statement")
     async def statement(
         ledger_account: str,
-        start: Annotated[datetime, Query(alias="from")],
-        end: Annotated[datetime, Query(alias="to")],
+        start: Annotated[Instant, Query(alias="from")],
+        end: Annotated[Instant, Query(alias="to")],
     ) -> StatementView:
+        """An account's opening balance, every posting in [from, to) by business time, and its closing balance."""
         async with runtime.pool.acquire() as conn:
             st = await repo.statement(conn, ledger_account, start, end)
         if st is None:
@@ -47,8 +47,8 @@ def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
     )
     async def export(
         period: Annotated[str | None, Query(pattern=PERIOD)] = None,
-        start: Annotated[datetime | None, Query(alias="from")] = None,
-        end: Annotated[datetime | None, Query(alias="to")] = None,
+        start: Annotated[Instant | None, Query(alias="from")] = None,
+        end: Annotated[Instant | None, Query(alias="to")] = None,
         format: Literal["csv", "parquet"] = "csv",
     ) -> Response:
         """The journal, one row per posting: by booking period, or by business time."""
@@ -64,14 +64,17 @@ def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
 
     @r.get("/v1/trial-balance")
     async def trial_balance(
-        period: Annotated[str | None, Query(pattern=PERIOD)] = None, as_of: datetime | None = None
+        period: Annotated[str | None, Query(pattern=PERIOD)] = None, as_of: Instant | None = None
     ) -> TrialBalanceView:
+        """Every account's debits and credits from the postings themselves, as of a moment or through a period."""
         async with runtime.pool.acquire() as conn:
             tb = await repo.trial_balance(conn, as_of=as_of, period=period)
         return trial_balance_view(tb)
 
     @r.post("/v1/periods/{period}/close")
     async def close(period: Annotated[str, Path(pattern=PERIOD)]) -> PeriodClosed:
+        """Close the month after the last closed one: each account's closing balance,
+        stamped with the chain's position."""
         async with runtime.pool.acquire() as conn, conn.transaction():
             try:
                 closed = await finance.close_period(conn, period)
@@ -81,6 +84,7 @@ def router(runtime: Runtime, guard: Callable[..., Any]) -> APIRouter:
 
     @r.get("/v1/verify")
     async def verify() -> Verified:
+        """Recompute the journal's hash chain and running totals; every problem found."""
         async with runtime.pool.acquire() as conn:
             problems = await finance.verify(conn)
         return Verified(ok=not problems, problems=problems)
