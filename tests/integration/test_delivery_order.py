@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tollgate_checkout.domain import DEFAULT_PLANS_PATH, Catalog
 from tollgate_checkout.handlers import StripeSide, ingest_webhook
 from tollgate_checkout.stripe_gateway import StripeCheckout, make_client
-from tollgate_devstack.pytest_plugin import SERVICE_DIRS
+from tollgate_devstack.pytest_plugin import SCHEMAS
 from tollgate_devstack.stack import STRIPE_API_KEY
 from tollgate_keys import consumers as keys_consumers
 from tollgate_keys import repo as keys_repo
@@ -270,7 +270,7 @@ def world(stack: dict[str, Any]) -> Iterator[tuple[World, asyncio.AbstractEventL
         pools = {}
         for service in ("checkout", "ledger", "keys", "notifier"):
             schema = f"test_order_{service}_{secrets.token_hex(4)}"
-            await db.migrate(stack["database_url"], schema, SERVICE_DIRS[service])
+            await db.migrate(stack["database_url"], schema, SCHEMAS[service])
             pools[service] = await db.create_pool(stack["database_url"], schema, min_size=1, max_size=4)
         gateway = StripeCheckout(make_client(STRIPE_API_KEY, stack["stripe"]), "http://ok", "http://cancel")
         delivery = MultiFernet([Fernet(Fernet.generate_key())])

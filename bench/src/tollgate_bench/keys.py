@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet
 from tollgate_devstack import infra
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
-from tollgate_keys.app import SERVICE_DIR
+from tollgate_keys.app import SCHEMA
 
 from . import loadgen
 from .common import drop_schema, figure, fresh_schema, infrastructure, machine
@@ -176,7 +176,7 @@ async def main() -> None:
     cfg = stack.cfg
     print(f"bench-keys: {KEYS} keys, one keys-service process, on {machine()}", flush=True)
     loadgen_bin = loadgen.build(cfg.cache_dir)
-    schema, pool = await fresh_schema(cfg.database_url, SERVICE_DIR)
+    schema, pool = await fresh_schema(cfg.database_url, SCHEMA)
     keys_file = Path(tempfile.mkdtemp()) / "keys.txt"
     port = free_port()
     name = f"bench-keys-{schema}"

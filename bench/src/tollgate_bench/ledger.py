@@ -16,7 +16,7 @@ import uuid
 
 import asyncpg
 
-from tollgate_ledger.app import SERVICE_DIR
+from tollgate_ledger.app import SCHEMA
 from tollgate_ledger.book import Book
 from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
@@ -102,7 +102,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
     bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
     print(f"bench-ledger: {n:,} usage records, {accounts} accounts, {transfers:,} transfers, on {machine()}")
     topic = await fresh_topic(bootstrap, "ledger-usage")
-    schema, pool = await fresh_schema(database_url, SERVICE_DIR)
+    schema, pool = await fresh_schema(database_url, SCHEMA)
     try:
         await seed_credits(pool, accounts, credits=10 * n // accounts)
         data = records(n, accounts, keys_per_account=2, billing="prepaid")

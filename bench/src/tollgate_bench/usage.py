@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tollgate_shared import db
 from tollgate_shared.consumer import BATCH_RECORDS
 from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded
-from tollgate_usage_sync.app import SERVICE_DIR
+from tollgate_usage_sync.app import SCHEMA
 from tollgate_usage_sync.domain import DEFAULT_METERS_PATH, Windows, load_meters
 from tollgate_usage_sync.handlers import aggregate_batch
 
@@ -155,7 +155,7 @@ async def main(n: int, accounts: int, workers: int = 1) -> None:
     bootstrap, database_url = stack.cfg.kafka_bootstrap, stack.cfg.database_url
     print(f"bench-usage: {n:,} records, {accounts} accounts, on {machine()}", flush=True)
     topic = await fresh_topic(bootstrap, "usage")
-    schema, pool = await fresh_schema(database_url, SERVICE_DIR)
+    schema, pool = await fresh_schema(database_url, SCHEMA)
     try:
         data = records(n, accounts, keys_per_account=2)
         t0 = time.perf_counter()

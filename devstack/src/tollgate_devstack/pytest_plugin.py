@@ -114,10 +114,11 @@ def kafka_bootstrap(stack: dict[str, Any]) -> str:
     return str(stack["kafka"])
 
 
-SERVICE_DIRS = {
-    name: REPO_ROOT / "services" / name for name in ("checkout", "ledger", "keys", "notifier", "usage-sync")
+SCHEMAS = {
+    name: REPO_ROOT / "services" / name / "src" / f"tollgate_{name.replace('-', '_')}" / "schema"
+    for name in ("checkout", "ledger", "keys", "notifier", "usage-sync")
 }
-SERVICE_DIRS["shared"] = REPO_ROOT / "shared" / "no-service"  # only the shared tables
+SCHEMAS["shared"] = REPO_ROOT / "shared" / "no-service"  # only the shared tables
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ async def private_schema(database_url: str) -> AsyncIterator[Callable[[str], Awa
 
     async def make(service: str) -> asyncpg.Pool:
         schema = f"test_{service.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-        await db.migrate(database_url, schema, SERVICE_DIRS[service])
+        await db.migrate(database_url, schema, SCHEMAS[service])
         pool = await db.create_pool(database_url, schema, min_size=1, max_size=30)
         made.append((schema, pool))
         return pool

@@ -16,7 +16,7 @@ import asyncpg
 if TYPE_CHECKING:
     from .settings import ServiceSettings
 
-SHARED = Path(__file__).resolve().parents[2]
+SHARED = Path(__file__).resolve().parent / "schema"  # what every service's schema has
 INFRA_MIGRATIONS = SHARED / "migrations"
 Ssl = ssl.SSLContext | str | bool
 
@@ -77,7 +77,7 @@ async def create_pool(
 async def migrate(
     dsn: str,
     schema: str,
-    service_dir: Path,
+    schema_dir: Path,
     *,
     lock_timeout_s: float = 60,
     ssl: Ssl = "prefer",
@@ -99,11 +99,11 @@ async def migrate(
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}"')
             await conn.execute("SET lock_timeout = 0")
-            applied = await _apply_migrations(conn, service_dir)
+            applied = await _apply_migrations(conn, schema_dir)
             applied += await _apply_functions(conn, SHARED / "sql", "shared/")
-            applied += await _apply_functions(conn, service_dir / "sql")
+            applied += await _apply_functions(conn, schema_dir / "sql")
             if app_role:
-                await grant(conn, schema, app_role, service_dir / "grants.sql")
+                await grant(conn, schema, app_role, schema_dir / "grants.sql")
             return applied
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
@@ -111,16 +111,20 @@ async def migrate(
         await conn.close()
 
 
-async def _apply_migrations(conn: asyncpg.Connection, service_dir: Path) -> list[str]:
+async def _apply_migrations(conn: asyncpg.Connection, schema_dir: Path) -> list[str]:
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     )
     done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
     applied = []
-    files = sorted(INFRA_MIGRATIONS.glob("*.sql")) + sorted((service_dir / "migrations").glob("*.sql"))
-    for path in files:
-        name = f"{path.parent.parent.name}/{path.name}"
+    # Recorded as `<owner>/<file>`: `shared/…` for every schema's shared tables, the
+    # service's name (`usage-sync/…`) for its own.
+    owner = schema_dir.parent.name.removeprefix("tollgate_").replace("_", "-")
+    files = [("shared", p) for p in sorted(INFRA_MIGRATIONS.glob("*.sql"))]
+    files += [(owner, p) for p in sorted((schema_dir / "migrations").glob("*.sql"))]
+    for who, path in files:
+        name = f"{who}/{path.name}"
         if name in done:
             continue
         async with conn.transaction():

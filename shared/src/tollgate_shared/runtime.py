@@ -55,7 +55,7 @@ class Runtime:
 
     spec: ServiceSpec
     settings: ServiceSettings
-    service_dir: Path
+    schema_dir: Path
     deps: Any = None  # what the subscriptions' handlers are given besides their batch
     relay: OutboxRelay | None = field(default=None, init=False)
     consumers: list[TransactionalConsumer[Any, Any]] = field(default_factory=list, init=False)
@@ -79,7 +79,7 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         if s.migrate_on_start:
-            applied = await migrate(s, self.service_dir)
+            applied = await migrate(s, self.schema_dir)
             if applied:
                 log.info("migrations applied", names=applied)
         self._pool = await db.connect(s)
@@ -148,12 +148,12 @@ async def _until_started(consumer: TransactionalConsumer[Any, Any]) -> None:
             delay = min(delay * 2, 15.0)
 
 
-async def migrate(s: ServiceSettings, service_dir: Path) -> list[str]:
+async def migrate(s: ServiceSettings, schema_dir: Path) -> list[str]:
     """The schema brought up to date as its owner, and the service's own role granted
     what it needs (when the service runs as a role of its own)."""
     owner_url = s.database_owner_url or s.database_url
     app_role = db.role_of(s.database_url) if s.database_owner_url else None
-    return await db.migrate(owner_url, s.schema_name, service_dir, ssl=s.database_ssl(), app_role=app_role)
+    return await db.migrate(owner_url, s.schema_name, schema_dir, ssl=s.database_ssl(), app_role=app_role)
 
 
 @dataclass

@@ -28,7 +28,7 @@ def main(
     spec: ServiceSpec,
     settings_type: type[ServiceSettings],
     build_app: Callable[[Any], Any],
-    service_dir: Path,
+    schema_dir: Path,
     consumer_deps: Callable[[Any], Any] = lambda _settings: None,
     argv: list[str] | None = None,
 ) -> int:
@@ -48,7 +48,7 @@ def main(
         return 0
     settings = settings_type()  # type: ignore[call-arg]
     if args.command == "migrate":
-        applied = asyncio.run(migrate(settings, service_dir))
+        applied = asyncio.run(migrate(settings, schema_dir))
         print(f"migrate: {settings.schema_name}: {', '.join(applied) or 'up to date'}")
         return 0
     if args.command == "replay-dlq":

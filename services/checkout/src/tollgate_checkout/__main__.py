@@ -2,7 +2,7 @@ import sys
 
 from tollgate_shared.service_main import main
 
-from .app import SERVICE_DIR, SPEC, build_app
+from .app import SCHEMA, SPEC, build_app
 from .config import Settings
 
-sys.exit(main(SPEC, Settings, build_app, SERVICE_DIR))
+sys.exit(main(SPEC, Settings, build_app, SCHEMA))

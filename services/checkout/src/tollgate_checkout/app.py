@@ -14,13 +14,13 @@ from .domain import Catalog
 from .limits import Limits
 from .stripe_gateway import StripeCheckout, make_client
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
 SPEC = ServiceSpec("checkout", "Tollgate checkout", publishes=(PAYMENTS_EVENTS,))
 log = get_logger(__name__)
 
 
 def build_app(settings: Settings) -> Service:
-    runtime = Runtime(SPEC, settings, SERVICE_DIR)
+    runtime = Runtime(SPEC, settings, SCHEMA)
     client = make_client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
     gateway = StripeCheckout(client, settings.success_url, settings.cancel_url)
     directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())

@@ -13,7 +13,7 @@ from .config import Settings
 from .fastpath import ValidateFastPath
 from .handlers import KeySecrets
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
 PUBLISHES = (KEYS_EVENTS, USAGE_RECORDED)
 SPEC = ServiceSpec("keys", "Tollgate keys", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 
@@ -33,7 +33,7 @@ def consumer_deps(settings: Settings) -> consumers.Deps:
 def build_app(settings: Settings) -> Service:
     deps = consumer_deps(settings)
     secrets = deps.secrets
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
+    runtime = Runtime(SPEC, settings, SCHEMA, deps)
     batcher = Batcher(lambda: runtime.pool, max_waiting=settings.validate_max_waiting)
     validator = api.Validator(runtime, secrets, batcher, Tokens(settings.gateway_tokens))
     operators, internals = Tokens(settings.operator_tokens), Tokens(settings.internal_tokens)

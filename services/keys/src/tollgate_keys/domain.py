@@ -1,6 +1,6 @@
 """What a key may do: its limits, read from plan features, and why a request is refused.
 
-The check itself runs in PostgreSQL (`consume_batch()` in sql/validation.sql), because
+The check itself runs in PostgreSQL (`consume_batch()` in schema/sql/validation.sql), because
 deciding and consuming must be one atomic step under the key's row lock to stay exact
 with any number of concurrent callers and replicas.
 """

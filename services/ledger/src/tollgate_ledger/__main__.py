@@ -2,7 +2,7 @@ import sys
 
 from tollgate_shared.service_main import main
 
-from .app import SERVICE_DIR, SPEC, build_app, consumer_deps
+from .app import SCHEMA, SPEC, build_app, consumer_deps
 from .config import Settings
 
-sys.exit(main(SPEC, Settings, build_app, SERVICE_DIR, consumer_deps))
+sys.exit(main(SPEC, Settings, build_app, SCHEMA, consumer_deps))

@@ -13,7 +13,7 @@ from .book import Book
 from .config import Settings
 from .handlers import expire_what_is_due
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
 PUBLISHES = (LEDGER_BALANCES, LEDGER_ALERTS)
 SPEC = ServiceSpec("ledger", "Tollgate ledger", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 log = get_logger(__name__)
@@ -25,7 +25,7 @@ def consumer_deps(settings: Settings) -> consumers.Deps:
 
 def build_app(settings: Settings) -> Service:
     threshold = settings.low_balance_threshold
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumer_deps(settings))
+    runtime = Runtime(SPEC, settings, SCHEMA, consumer_deps(settings))
     directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())
     operators = staff(Tokens(settings.operator_tokens))
     operators_or_services = staff(Tokens(settings.operator_tokens), Tokens(settings.internal_tokens))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from tollgate_ledger import finance
-from tollgate_ledger.app import SERVICE_DIR
+from tollgate_ledger.app import SCHEMA
 from tollgate_ledger.book import Book
 from tollgate_ledger.consumers import Deps, book_payments, book_usage
 from tollgate_ledger.domain import Account
@@ -40,7 +40,7 @@ class Crash(Exception):
 
 async def fresh_schema(dsn: str) -> tuple[str, asyncpg.Pool]:
     schema = f"test_ledger_sm_{uuid.uuid4().hex[:8]}"
-    await db.migrate(dsn, schema, SERVICE_DIR)
+    await db.migrate(dsn, schema, SCHEMA)
     return schema, await db.create_pool(dsn, schema, min_size=1, max_size=4)
 
 

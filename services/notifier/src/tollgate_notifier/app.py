@@ -11,7 +11,7 @@ from .handlers import Deps, forget_emailed_keys
 from .keys_client import KeysClient
 from .mailer import Mailer
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
 SPEC = ServiceSpec("notifier", "Tollgate notifier", subscriptions=consumers.SUBSCRIPTIONS)
 
 
@@ -32,7 +32,7 @@ def consumer_deps(settings: Settings, keys: KeysClient | None = None) -> Deps:
 
 def build_app(settings: Settings) -> Service:
     keys = KeysClient(settings.keys_internal_url, settings.keys_token.get_secret_value())
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, consumer_deps(settings, keys))
+    runtime = Runtime(SPEC, settings, SCHEMA, consumer_deps(settings, keys))
 
     async def forget_keys() -> None:
         await forget_emailed_keys(runtime.pool, keys)

@@ -17,7 +17,7 @@ from .domain import Windows, load_meters
 from .ratelimit import TokenBucket
 from .reporter import Reporter
 
-SERVICE_DIR = Path(__file__).resolve().parents[2]
+SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
 PUBLISHES = (USAGE_REPORTED,)
 SPEC = ServiceSpec("usage-sync", "Tollgate usage-sync", subscriptions=consumers.SUBSCRIPTIONS, publishes=PUBLISHES)
 log = get_logger(__name__)
@@ -41,7 +41,7 @@ def build_app(settings: Settings) -> Service:
     deps = consumer_deps(settings)
     meters, windows = deps.meters, deps.windows
     metrics.known_meters([m.name for m in meters])
-    runtime = Runtime(SPEC, settings, SERVICE_DIR, deps)
+    runtime = Runtime(SPEC, settings, SCHEMA, deps)
     client = stripe_client(settings)
 
     async def report_forever() -> None:
