@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop image image-test
 
 bootstrap: .venv/.synced
 
@@ -56,3 +56,9 @@ bench-keys: bootstrap   ## consuming validations through one keys process, and p
 
 bench-stop:      ## stop the benchmarks' own PostgreSQL and Kafka (.stack-bench), which runs leave up for the next
 	$(PY) -m tollgate_bench stop
+
+image: bootstrap      ## the production image (docker, or podman on a base built from Debian's packages)
+	$(PY) -m tollgate_devstack image
+
+image-test: bootstrap ## build it, run every service's container against a local stack, run the demo against them
+	$(PY) -m tollgate_devstack image-test

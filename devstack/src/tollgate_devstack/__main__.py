@@ -1,4 +1,4 @@
-"""`python -m tollgate_devstack up|stop|status|demo|run|env`."""
+"""`python -m tollgate_devstack up|stop|status|demo|run|env|image|image-test`."""
 
 import argparse
 import asyncio
@@ -17,11 +17,18 @@ DEMO_SERVICE_ENV = {"USAGE_SYNC_WINDOW_SECONDS": "10", "USAGE_SYNC_GRACE_SECONDS
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="tollgate-stack")
-    parser.add_argument("command", choices=["up", "stop", "status", "demo", "run", "env"])
+    parser.add_argument("command", choices=["up", "stop", "status", "demo", "run", "env", "image", "image-test"])
     args = parser.parse_args()
     # A supervisor's SIGTERM (make passes it on) stops the stack as Ctrl-C does: through
     # the `finally` below, whatever step it arrives in.
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.command in ("image", "image-test"):
+        from . import image
+
+        if args.command == "image":
+            image.build()
+            return 0
+        return image.test()
     stack = Stack(service_env=DEMO_SERVICE_ENV)
     match args.command:
         case "up":

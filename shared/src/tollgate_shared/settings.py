@@ -82,51 +82,77 @@ def fernet_keys_validator(*fields: str):  # type: ignore[no-untyped-def]
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    """Every service reads these, each with its own prefix (`LEDGER_DATABASE_URL`, …).
+    Each field's docstring is its documentation: docs/deploy.md is generated from them."""
 
-    # Connection strings carry passwords: never in a repr, so never in a log.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, use_attribute_docstrings=True)
+
     database_url: str = Field(default="postgresql://tollgate@127.0.0.1:55432/tollgate", repr=False)
-    # Migrations run as the schema's owner; the service itself as a role that may only
-    # read and write its own tables. None: migrate with database_url.
+    """PostgreSQL, as the service's own role: DML on its own schema only. Never in a repr
+    or a log (it carries a password)."""
     database_owner_url: str | None = Field(default=None, repr=False)
+    """PostgreSQL as the schema's owner, for `migrate` only; it grants the service's role
+    what it needs. Unset: `migrate` uses `database_url`."""
     migrate_on_start: bool = True
-    # TLS to PostgreSQL: disable | prefer | require | verify-ca | verify-full (libpq's meanings).
+    """Migrate before serving. Off where a Job runs `migrate` before each rollout (Helm)."""
     database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    """TLS to PostgreSQL, with libpq's meanings; `verify-full` in production."""
     database_sslrootcert: Path | None = None
-    # Each service has a schema of its own (its Settings name the default).
+    """The CA bundle PostgreSQL's certificate is checked against (`verify-ca`/`verify-full`)."""
     schema_name: str
+    """The service's PostgreSQL schema (each service owns one)."""
     kafka_bootstrap_servers: str = "127.0.0.1:59092"
+    """Kafka brokers, `host:port,host:port`."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client of the service connects; `SASL_SSL` in production."""
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    """The SASL mechanism, with `SASL_*` protocols."""
     kafka_sasl_username: str | None = None
+    """The service's Kafka user (the ACLs in docs/security.md are per user)."""
     kafka_sasl_password: SecretStr | None = None
+    """That user's password."""
     kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None  # a client certificate, where the brokers ask for one
+    """The CA bundle the brokers' certificates are checked against."""
+    kafka_ssl_certfile: Path | None = None
+    """A client certificate, where the brokers ask for one (mutual TLS)."""
     kafka_ssl_keyfile: Path | None = None
-    # Consumer groups are "<group_id>.<subscription>"; by default the service's name.
+    """The client certificate's key."""
     group_id: str | None = None
-    # False runs the HTTP edge and the outbox relay only: a replica that serves requests
-    # and leaves consuming to the others (and a test's extra process).
+    """Consumer groups are `<group_id>.<subscription>`; unset, the service's name."""
     consumers_enabled: bool = True
-    # Caps every consumer's batch (None: each subscription's own size).
+    """False runs the HTTP listeners and the outbox relay only: a replica that serves
+    requests and leaves consuming to the others."""
     consumer_max_records: int | None = Field(default=None, ge=1)
+    """Caps every consumer's batch; unset, each subscription's own size."""
     http_host: str = "127.0.0.1"
+    """The public listener's address (`0.0.0.0` in a container)."""
     http_port: int = 8000
-    # Operator and internal routes, /metrics, /docs: never exposed by the public Service.
+    """The public listener's port: public and customer routes, health."""
     admin_host: str = "127.0.0.1"
+    """The admin listener's address."""
     admin_port: int = 9000
-    # Named tokens, `name:token,name:token`: operators (people) and internal (services).
+    """The admin listener's port: operator and internal routes, `/metrics`, `/docs`. Never
+    exposed by the public Service."""
     operator_tokens: SecretStr | None = None
+    """Operators' named tokens, `alice:<token>,bob:<token>`; the name is what the audit log
+    records. Unset: no operator is admitted."""
     internal_tokens: SecretStr | None = None
+    """Tollgate services' (and the portal's) named tokens, as `operator_tokens`."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """A request body over this is refused with 413 before anything reads it."""
     request_deadline_s: float = Field(default=15.0, gt=0)
+    """A request still running after this is answered 503 with `Retry-After`."""
     log_level: str = "INFO"
+    """`DEBUG`, `INFO`, `WARNING` or `ERROR`; logs are JSON lines on stdout."""
     db_pool_min: int = Field(default=1, ge=1)
+    """Connections the pool keeps open."""
     db_pool_max: int = Field(default=10, ge=1)
-    # A request waits this long for a connection, then is answered 503.
+    """Connections the pool opens at most (times replicas: keep under PostgreSQL's
+    `max_connections`, or put PgBouncer in front)."""
     db_acquire_timeout_s: float = Field(default=5.0, gt=0)
-    # No statement of a request runs longer than this.
+    """A request waits this long for a connection, then is answered 503."""
     db_statement_timeout_ms: int = Field(default=10_000, ge=100)
+    """No statement runs longer than this (PostgreSQL's `statement_timeout`)."""
 
     _tokens = named_tokens_validator("operator_tokens", "internal_tokens")
 
@@ -165,7 +191,9 @@ class KeysAccess(ServiceSettings):
     """A service that calls the keys service's internal API: to learn whose a presented
     API key is (customer routes), or to fetch keys to deliver (the notifier)."""
 
-    keys_internal_url: str = "http://127.0.0.1:9103"  # the keys service's admin listener
-    keys_token: SecretStr  # this service's token among the keys service's internal tokens
+    keys_internal_url: str = "http://127.0.0.1:9103"
+    """The keys service's admin listener."""
+    keys_token: SecretStr
+    """This service's token among the keys service's `internal_tokens`."""
 
     _keys_token = secret_validator("keys_token")

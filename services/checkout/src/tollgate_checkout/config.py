@@ -12,27 +12,37 @@ class Settings(KeysAccess):
     model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
 
     http_port: int = 8101
+    """The public listener's port: Checkout Sessions and Stripe's webhook."""
     admin_port: int = 9101
+    """The admin listener's port: health and `/metrics`."""
     schema_name: str = "checkout"
+    """The service's PostgreSQL schema."""
     stripe_api_key: SecretStr
+    """Stripe's secret (or restricted) API key."""
     stripe_api_base: str = "https://api.stripe.com"
-    # One or more of the endpoint's signing secrets, comma-separated: during a rotation
-    # Stripe signs with the new and the old, and either is accepted.
+    """Stripe's API; the dev stack points it at its emulator."""
     stripe_webhook_secret: SecretStr
+    """The webhook endpoint's signing secrets, comma-separated: during a rotation Stripe
+    signs with the new and the old, and either is accepted."""
     webhook_tolerance_s: int = Field(default=300, ge=1)
-    # A Stripe event is a few kB; anything near this is not one, and is refused unread.
+    """How far a webhook's signed timestamp may be from now, either way."""
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # the webhook's, for every route
-    # Anonymous checkouts an hour (each creates a Stripe customer), per client address
-    # and per email.
+    """A Stripe event is a few kB; a body over this is not one, and is refused unread."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """A request body over this is refused with 413 (the webhook's cap, for every route)."""
     checkouts_per_address_per_hour: int = Field(default=30, ge=1)
+    """Anonymous checkouts (each creates a Stripe customer) one client address may start an hour."""
     checkouts_per_email_per_hour: int = Field(default=5, ge=1)
-    # Proxies in front of checkout that append to X-Forwarded-For (an ingress: 1). 0: the
-    # peer's address is the client's.
+    """Anonymous checkouts one email may start an hour."""
     trusted_proxies: int = Field(default=0, ge=0)
+    """Proxies in front of checkout that append to `X-Forwarded-For` (behind an ingress: 1);
+    0: the peer's address is the client's."""
     plans_file: Path = DEFAULT_PLANS_PATH
+    """The plan catalog (JSON): what can be bought, its price, credits and features."""
     success_url: str = "http://127.0.0.1:8101/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    """Where Stripe sends the customer after paying."""
     cancel_url: str = "http://127.0.0.1:8101/checkout/cancelled"
+    """Where Stripe sends the customer who gives up."""
 
     _secrets = secret_validator("stripe_api_key", "stripe_webhook_secret")
 

@@ -10,22 +10,27 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="KEYS_")
 
     http_port: int = 8103
+    """The public listener's port: validate, and a customer's own keys."""
     admin_port: int = 9103
+    """The admin listener's port: key administration and the internal API."""
     schema_name: str = "keys"
-    # How long keys keep working after a subscription invoice fails (Stripe retries meanwhile).
+    """The service's PostgreSQL schema."""
     payment_failure_grace_s: float = 3 * 24 * 3600
+    """How long keys keep working after a subscription invoice fails (Stripe retries meanwhile)."""
     key_environment: Literal["live", "test"] = "test"
+    """Keys issued are `tg_live_…` or `tg_test_…`."""
     hash_secret: SecretStr
-    # Fernet keys, comma-separated, shared with the notifier: the first seals a new key's
-    # plaintext until the notifier has emailed it; any of them opens. Rotate by putting a
-    # new key first, and dropping the old one once no delivery older than that waits.
+    """The HMAC secret keys are stored under (only the HMAC is stored). Cannot be rotated
+    in place: see docs/security.md."""
     delivery_keys: SecretStr
-    # Named tokens of the API gateways allowed to say which route, method and status a
-    # validated call was (what meters bill on). None: any caller may.
+    """Fernet keys, comma-separated, shared with the notifier: the first seals a new key's
+    plaintext until it is emailed; any of them opens."""
     gateway_tokens: SecretStr | None = None
-    # Consuming validations waiting for their batch, at most; more are answered 503 with
-    # Retry-After at once, not after a wait their caller has given up on.
+    """Named tokens of the API gateways allowed to say which route, method and status a
+    validated call was (what meters bill on); unset, any caller may."""
     validate_max_waiting: int = Field(default=10_000, ge=1)
+    """Consuming validations waiting for their batch, at most; more are answered 503 with
+    `Retry-After` at once, not after a wait their caller has given up on."""
 
     _secrets = secret_validator("hash_secret")
     _gateways = named_tokens_validator("gateway_tokens")

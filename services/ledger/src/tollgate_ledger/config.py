@@ -8,12 +8,15 @@ class Settings(KeysAccess):
     model_config = SettingsConfigDict(env_prefix="LEDGER_")
 
     http_port: int = 8102
+    """The public listener's port: a customer's own balances and usage."""
     admin_port: int = 9102
+    """The admin listener's port: accounts, transfers, corrections, finance."""
     schema_name: str = "ledger"
-    # Alerts fire when a customer's available credits fall below this (per-account overrides).
+    """The service's PostgreSQL schema."""
     low_balance_threshold: int = Field(default=100, ge=0)
-    # How often holds and credit grants past their deadline are expired.
+    """Alerts fire when a customer's available credits fall below this (accounts may override it)."""
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often holds and credit grants past their deadline are expired."""
 
 
 class BookSettings(ServiceSettings):
@@ -22,12 +25,15 @@ class BookSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_")
 
     schema_name: str = "ledger"
+    """The service's PostgreSQL schema."""
 
 
 class ReconcileSettings(BookSettings):
     """What `cli reconcile` needs besides the book: the Stripe account to compare it with."""
 
     stripe_api_key: SecretStr
+    """Stripe's API key, read-only use (`cli reconcile`)."""
     stripe_api_base: str = "https://api.stripe.com"
+    """Stripe's API."""
 
     _secrets = secret_validator("stripe_api_key")
