@@ -1,4 +1,4 @@
-"""The alerting rules in deploy/prometheus/ name metrics and labels the services export.
+"""The alerting rules in deploy/helm/tollgate/files/alerts.yml name metrics and labels the services export.
 
 A renamed metric or label would leave its alert silently never firing; this catches
 that here rather than in an incident.
@@ -19,7 +19,7 @@ from tollgate_shared import consumer as _consumers  # noqa: F401
 from tollgate_shared import outbox as _outbox  # noqa: F401
 from tollgate_usage_sync import metrics as _usage_sync  # noqa: F401
 
-RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "tollgate" / "files" / "alerts.yml"
 SELECTOR = re.compile(r"\b(tollgate_\w+)(?:\{([^}]*)\})?")
 SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 

@@ -65,7 +65,11 @@ def reference() -> str:
     ]
     for service, settings in SERVICES:
         prefix = service.upper().replace("-", "_") + "_"
-        own = [n for n in settings.model_fields if n not in SHARED or settings.model_fields[n].default != ServiceSettings.model_fields[n].default]
+        own = [
+            n
+            for n in settings.model_fields
+            if n not in SHARED or settings.model_fields[n].default != ServiceSettings.model_fields[n].default
+        ]
         parts += [f"\n### {service}\n", "\n".join(head + rows(settings, own, prefix))]
     ledger_cli = [n for n in ReconcileSettings.model_fields if n not in SHARED]
     parts += [
@@ -93,3 +97,12 @@ def test_every_setting_says_what_it_is() -> None:
     for _service, settings in SERVICES:
         for name, field in settings.model_fields.items():
             assert field.description, f"{settings.__module__}.{name} has no docstring"
+
+
+def test_every_alert_has_a_runbook() -> None:
+    import yaml
+
+    rules = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "tollgate" / "files" / "alerts.yml"
+    alerts = [r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]]
+    text = DOC.read_text()
+    assert alerts and [a for a in alerts if f"\n### {a}\n" not in text] == []

@@ -1,5 +1,5 @@
 """The alerts a first event must raise do fire on it: promtool (Debian's prometheus
-package) evaluates deploy/prometheus/alerts.yml against series as the services export
+package) evaluates deploy/helm/tollgate/files/alerts.yml against series as the services export
 them, from 0 at the first scrape."""
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tollgate_devstack.infra import debian_command
 
-PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "tollgate" / "files"
 
 
 def test_the_first_dead_letter_unprocessable_event_and_refused_report_each_fire() -> None:

@@ -360,6 +360,20 @@ def stripe_mock_binary(cfg: StackConfig) -> Path:
     return binary
 
 
+HELM_MODULE = "helm.sh/helm/v4/cmd/helm@v4.3.2"
+
+
+def helm_binary(cfg: StackConfig) -> Path:
+    """Helm, built from the Go module proxy (a pinned version) on first use."""
+    binary = cfg.cache_dir / "bin" / "helm"
+    if not binary.exists():
+        if shutil.which("go") is None:
+            raise RuntimeError("Go is required to build helm")
+        say(f"building {HELM_MODULE} through the Go module proxy (a few minutes, once)")
+        subprocess.run(["go", "install", HELM_MODULE], check=True, env={**os.environ, "GOBIN": str(binary.parent)})
+    return binary
+
+
 def start_stripe_mock(cfg: StackConfig, procs: Processes) -> None:
     port = cfg.ports["stripe_mock"]
     if procs.pid("stripe-mock") and port_open(port):

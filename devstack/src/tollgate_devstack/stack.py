@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +131,21 @@ class Stack:
             },
             port=self.cfg.ports["smtp_http"],
         )
+        self.stripe_sync()
+
+    def stripe_sync(self) -> None:
+        """The emulated Stripe account set up as a real one is, by the same command: the
+        plans' Products and Prices (the metered plan is bought by its Price's lookup key)
+        and the Billing Meters. Webhooks reach checkout by the emulator's own setting."""
+        env = {"CHECKOUT_STRIPE_API_KEY": STRIPE_API_KEY, "CHECKOUT_STRIPE_API_BASE": self.cfg.url("stripe")}
+        run = subprocess.run(
+            [sys.executable, "-m", "tollgate_checkout.stripe_sync"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise SystemExit(f"stripe_sync against the emulator failed:\n{run.stdout}{run.stderr}")
 
     async def _service_roles(self, database_url: str) -> None:
         """Each service's own login role, with its password; what it may do in its schema

@@ -107,6 +107,29 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
         match method, parts:
             case "GET", ["billing", "meters"]:
                 return 200, {"object": "list", "data": state.meters(), "has_more": False, "url": path}
+            case "POST", ["billing", "meters"]:
+                return state.create_meter(params)
+            case "POST", ["billing", "meters", mid] if mid in state.billing_meters:
+                return 200, state.update(state.billing_meters, mid, params)
+            case "POST", ["products"]:
+                return state.create_product(params)
+            case "GET", ["products", pid] if pid in state.products:
+                return 200, state.products[pid]
+            case "POST", ["products", pid] if pid in state.products:
+                return 200, state.update(state.products, pid, params)
+            case "GET", ["prices"]:
+                return 200, {"object": "list", "data": state.prices_by(params), "has_more": False, "url": path}
+            case "POST", ["prices"]:
+                return state.create_price(params)
+            case "POST", ["prices", pid] if pid in state.prices:
+                return 200, state.update(state.prices, pid, params)
+            case "GET", ["webhook_endpoints"]:
+                data = list(state.webhook_endpoints.values())
+                return 200, {"object": "list", "data": data, "has_more": False, "url": path}
+            case "POST", ["webhook_endpoints"]:
+                return 200, state.create_webhook_endpoint(params)
+            case "POST", ["webhook_endpoints", wid] if wid in state.webhook_endpoints:
+                return 200, state.update(state.webhook_endpoints, wid, params)
             case "GET", ["billing", "meters", meter_id, "event_summaries"]:
                 summary = state.event_summary(
                     meter_id, params["customer"], int(params["start_time"]), int(params["end_time"])

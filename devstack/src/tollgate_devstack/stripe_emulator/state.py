@@ -37,6 +37,11 @@ class State:
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The latest version of every object an event carried: what GET returns for it.
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The account's catalog, as stripe_sync makes it.
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    billing_meters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    webhook_endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def take_fault(self, path: str, body: str) -> int | None:
         for (fault_path, match), statuses in self.faults.items():
@@ -185,20 +190,112 @@ class State:
         return sorted((o for o in objects.values() if lo <= o["created"] < hi), key=lambda o: -o["created"])
 
     def meters(self) -> list[dict[str, Any]]:
-        """One meter per event name seen (real Stripe needs the meter created first)."""
-        names = sorted({e["event_name"] for e in self.meter_events.values()})
+        """The meters created, and one per other event name seen (real Stripe would have
+        refused those events; tests that never ran stripe_sync still see their usage)."""
+        made = {m["event_name"] for m in self.billing_meters.values()}
+        seen = sorted({e["event_name"] for e in self.meter_events.values()} - made)
+        return [*self.billing_meters.values(), *(self._meter({"event_name": n, "display_name": n}) for n in seen)]
+
+    @staticmethod
+    def _meter(params: dict[str, Any]) -> dict[str, Any]:
+        # The id carries the event name: event summaries find their events by it.
+        return {
+            "id": f"mtr_{params['event_name']}",
+            "object": "billing.meter",
+            "created": int(time.time()),
+            "event_name": params["event_name"],
+            "status": "active",
+            "display_name": params.get("display_name", params["event_name"]),
+            "livemode": False,
+            "default_aggregation": params.get("default_aggregation", {"formula": "sum"}),
+            "customer_mapping": params.get("customer_mapping", {}),
+            "value_settings": params.get("value_settings", {}),
+        }
+
+    def create_meter(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if any(m["event_name"] == params["event_name"] for m in self.billing_meters.values()):
+            return 400, _error("A meter with this event_name already exists.")
+        meter = self._meter(params)
+        self.billing_meters[meter["id"]] = meter
+        return 200, meter
+
+    def create_product(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        pid = params.get("id") or new_id("prod")
+        if pid in self.products:
+            return 400, _error(f"Product already exists: {pid}")
+        product = {
+            "id": pid,
+            "object": "product",
+            "created": int(time.time()),
+            "name": params["name"],
+            "active": params.get("active", "true") != "false",
+            "metadata": params.get("metadata", {}),
+            "livemode": False,
+        }
+        self.products[pid] = product
+        return 200, product
+
+    def update(self, objects: dict[str, dict[str, Any]], oid: str, params: dict[str, Any]) -> dict[str, Any]:
+        obj = objects[oid]
+        for key, value in params.items():
+            obj[key] = value not in ("false", False) if key in ("active", "disabled") else value
+        if "disabled" in params:
+            obj["status"] = "disabled" if obj.pop("disabled") else "enabled"
+        return obj
+
+    def create_price(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        key = params.get("lookup_key")
+        holder = next((p for p in self.prices.values() if key and p["lookup_key"] == key), None)
+        if holder is not None:
+            if params.get("transfer_lookup_key") != "true":
+                return 400, _error(f"A price with lookup key {key} already exists; pass transfer_lookup_key.")
+            holder["lookup_key"] = None
+        recurring = params.get("recurring")
+        price = {
+            "id": new_id("price"),
+            "object": "price",
+            "created": int(time.time()),
+            "active": True,
+            "currency": params["currency"],
+            "unit_amount": int(params["unit_amount"]),
+            "product": params["product"],
+            "lookup_key": key,
+            "metadata": params.get("metadata", {}),
+            "type": "recurring" if recurring else "one_time",
+            "recurring": None
+            if not recurring
+            else {
+                "interval": recurring["interval"],
+                "usage_type": recurring.get("usage_type", "licensed"),
+                "meter": recurring.get("meter"),
+            },
+            "livemode": False,
+        }
+        self.prices[price["id"]] = price
+        return 200, price
+
+    def prices_by(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        keys = params.get("lookup_keys") or []
+        active = params.get("active")
         return [
-            {
-                "id": f"mtr_{n}",
-                "object": "billing.meter",
-                "event_name": n,
-                "status": "active",
-                "display_name": n,
-                "livemode": False,
-                "default_aggregation": {"formula": "sum"},
-            }
-            for n in names
+            p
+            for p in self.prices.values()
+            if (not keys or p["lookup_key"] in keys) and (active is None or p["active"] == (active == "true"))
         ]
+
+    def create_webhook_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = {
+            "id": new_id("we"),
+            "object": "webhook_endpoint",
+            "created": int(time.time()),
+            "url": params["url"],
+            "enabled_events": list(params.get("enabled_events", [])),
+            "status": "enabled",
+            "description": params.get("description"),
+            "livemode": False,
+        }
+        self.webhook_endpoints[endpoint["id"]] = endpoint
+        return endpoint | {"secret": "whsec_" + secrets.token_hex(24)}  # shown once, as Stripe does
 
     def event_summary(self, meter_id: str, customer: str, start: int, end: int) -> dict[str, Any]:
         name = meter_id.removeprefix("mtr_")
@@ -262,3 +359,7 @@ class State:
         # Stripe accepts a duplicate identifier and drops it in processing (uniqueness
         # is enforced over at least 24 hours): the first event stands.
         return self.meter_events.setdefault(identifier, event)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"type": "invalid_request_error", "message": message}}

@@ -2,6 +2,7 @@
 means for Tollgate is in machines.py."""
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,8 +19,17 @@ class Plan:
     mode: Literal["payment", "subscription"]
     features: tuple[str, ...]
     credits: int = 0
-    price: Money | None = None
-    stripe_price: str | None = None
+    price: Money | None = None  # a pack's price; a metered plan's, per unit of its meter
+    meter: str | None = None  # a metered plan's meter (usage-sync's meters file)
+
+    @property
+    def lookup_key(self) -> str:
+        """The plan's Price at Stripe, whatever its id (`stripe_sync` keeps it current)."""
+        return f"tollgate_{self.name}"
+
+    @property
+    def product_id(self) -> str:
+        return f"tollgate_{self.name}"
 
 
 class UnknownPlan(LookupError):
@@ -42,7 +52,7 @@ class Catalog:
                     features=tuple(p.get("features", ())),
                     credits=int(p.get("credits", 0)),
                     price=Money(**p["price"]) if "price" in p else None,
-                    stripe_price=p.get("stripe_price"),
+                    meter=p.get("meter"),
                 )
                 for name, p in raw.items()
             }
@@ -56,6 +66,9 @@ class Catalog:
 
     def names(self) -> list[str]:
         return sorted(self._plans)
+
+    def __iter__(self) -> Iterator[Plan]:
+        return iter(self._plans[name] for name in self.names())
 
 
 class Unprocessable(ValueError):

@@ -18,7 +18,7 @@ from tollgate_shared.logging import get_logger
 from . import repo
 from .domain import Catalog, UnknownPlan, Unprocessable
 from .machines import Observation, decide, facts, observe, observe_object
-from .stripe_gateway import CreatedSession, StripeCheckout
+from .stripe_gateway import CreatedSession, PlanNotAtStripe, StripeCheckout
 
 log = get_logger(__name__)
 
@@ -44,6 +44,9 @@ async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCh
         return await gateway.create_session(
             plan, cmd.email, cmd.name, cmd.quantity, cmd.idempotency_key, cmd.account_id
         )
+    except PlanNotAtStripe:
+        log.error("the plan has no Price at Stripe: run python -m tollgate_checkout.stripe_sync", plan=cmd.plan)
+        raise ApiError(503, "plan_not_available", f"plan {cmd.plan!r} is not set up at Stripe yet") from None
     except stripe.InvalidRequestError as exc:
         if cmd.account_id and exc.http_status == 404:
             raise ApiError(422, "unknown_account", f"no customer {cmd.account_id!r} at Stripe") from None

@@ -16,11 +16,16 @@ class CreatedSession:
     mode: str
 
 
+class PlanNotAtStripe(LookupError):
+    """The plan's Price does not exist at Stripe: `python -m tollgate_checkout.stripe_sync` makes it."""
+
+
 class StripeCheckout:
     def __init__(self, client: stripe.StripeClient, success_url: str, cancel_url: str) -> None:
         self._client = client
         self._success_url = success_url
         self._cancel_url = cancel_url
+        self._prices: dict[str, str] = {}
 
     async def create_session(
         self,
@@ -46,13 +51,24 @@ class StripeCheckout:
             "success_url": self._success_url,
             "cancel_url": self._cancel_url,
             "metadata": {"plan": plan.name, "quantity": str(quantity)},
-            "line_items": [_line_item(plan, quantity)],
+            "line_items": [
+                _line_item(plan, quantity, await self._price_id(plan) if plan.mode == "subscription" else None)
+            ],
         }
         session = await self._client.v1.checkout.sessions.create_async(
             params,  # type: ignore[arg-type]
             _options(idempotency_key, "session"),
         )
         return CreatedSession(id=session.id, url=session.url or "", customer=customer.id, mode=plan.mode)
+
+    async def _price_id(self, plan: Plan) -> str:
+        """The id of the plan's Price, found by its lookup key once per process."""
+        if plan.lookup_key not in self._prices:
+            found = await self._client.v1.prices.list_async({"lookup_keys": [plan.lookup_key], "active": True})
+            if not found.data:
+                raise PlanNotAtStripe(plan.name)
+            self._prices[plan.lookup_key] = found.data[0].id
+        return self._prices[plan.lookup_key]
 
     async def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
         """The object as Stripe has it now, for when its events cannot say."""
@@ -68,9 +84,9 @@ class StripeCheckout:
         return found.to_dict()  # type: ignore[no-any-return]
 
 
-def _line_item(plan: Plan, quantity: int) -> dict[str, Any]:
+def _line_item(plan: Plan, quantity: int, price_id: str | None) -> dict[str, Any]:
     if plan.mode == "subscription":
-        return {"price": plan.stripe_price}  # a metered price takes no quantity
+        return {"price": price_id}  # a metered price takes no quantity
     assert plan.price is not None
     return {
         "price_data": {
