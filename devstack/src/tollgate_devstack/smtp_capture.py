@@ -28,6 +28,7 @@ class Mailbox:
         raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         body = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
         record = {
             "id": len(self.messages) + 1,
             "mail_from": envelope.mail_from,
@@ -35,6 +36,7 @@ class Mailbox:
             "subject": str(msg["Subject"] or ""),
             "message_id": str(msg["Message-ID"] or ""),
             "body": body.get_content() if body is not None else "",
+            "html": html.get_content() if html is not None else None,
             "received_at": time.time(),
         }
         self.messages.append(record)

@@ -130,6 +130,18 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
                 return 200, state.create_webhook_endpoint(params)
             case "POST", ["webhook_endpoints", wid] if wid in state.webhook_endpoints:
                 return 200, state.update(state.webhook_endpoints, wid, params)
+            case "POST", ["payment_intents"]:
+                status, answer = state.create_payment_intent(params)
+                intent = answer if status == 200 else answer.get("error", {}).get("payment_intent")
+                if intent and intent["status"] in ("succeeded", "requires_payment_method"):
+                    later(intent_event(intent))
+                return status, answer
+            case "GET", ["payment_intents", pid] if pid in state.payment_intents:
+                return 200, state.payment_intents[pid]
+            case "GET", ["payment_methods", pid] if pid in state.payment_methods:
+                return 200, state.payment_methods[pid]
+            case "POST", ["billing_portal", "sessions"]:
+                return state.create_billing_portal_session(params, public_url)
             case "GET", ["billing", "meters", meter_id, "event_summaries"]:
                 summary = state.event_summary(
                     meter_id, params["customer"], int(params["start_time"]), int(params["end_time"])
@@ -176,8 +188,25 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
                 return 200, refund
         return 404, {"error": {"type": "invalid_request_error", "message": f"No such resource: {path}"}}
 
-    async def complete(sid: str) -> dict[str, Any]:
-        session = state.complete_session(sid)
+    def intent_event(intent: dict[str, Any]) -> dict[str, Any]:
+        kind = "payment_intent.succeeded" if intent["status"] == "succeeded" else "payment_intent.payment_failed"
+        return webhooks.event(kind, dict(intent))
+
+    def later(evt: dict[str, Any]) -> None:
+        """Deliver after the API call answered, as Stripe's webhooks arrive (or before it
+        answered: a receiver must not care which)."""
+
+        async def send() -> None:
+            await asyncio.sleep(0.05)
+            await webhooks.deliver(state, webhook_url, webhook_secret, evt)
+
+        pending.add(task := asyncio.create_task(send()))
+        task.add_done_callback(pending.discard)
+
+    pending: set[asyncio.Task[None]] = set()
+
+    async def complete(sid: str, card: str = "4242") -> dict[str, Any]:
+        session = state.complete_session(sid, card)
         evt = webhooks.event("checkout.session.completed", public_session(session))
         return await webhooks.deliver(state, webhook_url, webhook_secret, evt)
 
@@ -187,7 +216,35 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return stripe_error(404, f"No such checkout session: {sid}")
         if state.sessions[sid]["status"] == "complete":
             return stripe_error(400, "session already completed")
-        return JSONResponse(await complete(sid))
+        body = await request.json() if await request.body() else {}
+        return JSONResponse(await complete(sid, str(body.get("card", "4242"))))
+
+    async def outside_payment(request: Request) -> Response:
+        """A payment made outside Tollgate ({"customer", "amount", "currency"?}), as from
+        Stripe's dashboard: charged to the saved card, then its webhook."""
+        body = await request.json()
+        params = {"customer": body["customer"], "amount": str(body["amount"]), "currency": body.get("currency", "usd")}
+        status, intent = state.create_payment_intent(params | {"confirm": "true"})
+        if status != 200:
+            return JSONResponse(intent, status_code=status)
+        delivery = await webhooks.deliver(state, webhook_url, webhook_secret, intent_event(intent))
+        return JSONResponse({"payment_intent": intent, "delivery": delivery})
+
+    async def billing_portal(request: Request) -> Response:
+        s = state.billing_portal_sessions.get(request.path_params["bps"])
+        if s is None:
+            return HTMLResponse("<h1>No such billing portal session</h1>", status_code=404)
+        cards = [
+            f"<li>{html.escape(pm['card']['brand'])} ending {html.escape(pm['card']['last4'])}</li>"
+            for pm in state.payment_methods.values()
+            if pm["customer"] == s["customer"]
+        ]
+        back = html.escape(s["return_url"] or "/")
+        return HTMLResponse(
+            '<!doctype html><html lang="en"><title>Billing portal (Stripe emulator)</title>'
+            "<main><h1>Billing portal</h1><h2>Payment methods</h2>"
+            f'<ul>{"".join(cards) or "<li>none</li>"}</ul><p><a href="{back}">Return to Tollgate</a></p></main></html>'
+        )
 
     async def send_event(request: Request) -> Response:
         """Sign and deliver an event of any type ({"type", "object", "created"?}); the
@@ -230,20 +287,25 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             return HTMLResponse("<h1>No such checkout session</h1>", status_code=404)
         plan = html.escape(str(s["metadata"].get("plan", "")))
         amount = f"{s['amount_total'] / 100:.2f} {s['currency'].upper()}" if s["amount_total"] else "metered"
+        back = html.escape(s.get("success_url") or "").replace("{CHECKOUT_SESSION_ID}", sid)
         button = (
-            "<p>Paid. You can close this page; your key is on its way by email.</p>"
+            f'<p>Paid. Your key is on its way by email.</p><p><a href="{back}">Continue</a></p>'
             if s["status"] == "complete"
             else f'<form method="post" action="/checkout/{sid}/pay"><button type="submit">Pay</button></form>'
+            f'<form method="post" action="/checkout/{sid}/pay?card=0341">'
+            '<button type="submit">Pay with a card that declines off-session later</button></form>'
         )
         return HTMLResponse(
-            f"<!doctype html><title>Tollgate test checkout</title><h1>Stripe emulator checkout</h1>"
-            f"<p>Plan: <b>{plan}</b> &middot; {amount} &middot; {html.escape(s['customer_email'] or '')}</p>{button}"
+            '<!doctype html><html lang="en"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Tollgate test checkout</title><main><h1>Stripe emulator checkout</h1>"
+            f"<p>Plan: <b>{plan}</b> &middot; {amount} &middot; {html.escape(s['customer_email'] or '')}</p>"
+            f"{button}</main></html>"
         )
 
     async def pay(request: Request) -> Response:
         sid = request.path_params["sid"]
         if sid in state.sessions and state.sessions[sid]["status"] != "complete":
-            await complete(sid)
+            await complete(sid, request.query_params.get("card", "4242"))
         return await checkout_page(request)
 
     async def meter_events(_request: Request) -> Response:
@@ -281,6 +343,8 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
             Route("/v1/{rest:path}", v1, methods=["GET", "POST", "DELETE"]),
             Route("/checkout/{sid}", checkout_page, methods=["GET"]),
             Route("/checkout/{sid}/pay", pay, methods=["POST"]),
+            Route("/billing/{bps}", billing_portal, methods=["GET"]),
+            Route("/_emulator/payments", outside_payment, methods=["POST"]),
             Route("/_emulator/checkout/sessions/{sid}/complete", complete_api, methods=["POST"]),
             Route("/_emulator/events", send_event, methods=["POST"]),
             Route("/_emulator/objects", put_object, methods=["POST"]),
@@ -294,7 +358,7 @@ def build_app(*, stripe_mock_url: str | None, public_url: str, webhook_url: str,
 
 
 def public_session(session: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in session.items() if k != "line_items_requested"}
+    return {k: v for k, v in session.items() if k not in ("line_items_requested", "payment_intent_metadata")}
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ class State:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     billing_meters: dict[str, dict[str, Any]] = field(default_factory=dict)
     webhook_endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Cards saved by Checkout, and Billing Portal sessions.
+    payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    billing_portal_sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def take_fault(self, path: str, body: str) -> int | None:
         for (fault_path, match), statuses in self.faults.items():
@@ -92,13 +95,20 @@ class State:
             "cancel_url": params.get("cancel_url"),
             "url": f"{public_url}/checkout/{sid}",
             "line_items_requested": items,
+            "payment_intent_metadata": params.get("payment_intent_data", {}).get("metadata", {}),
         }
         self.sessions[sid] = session
         return session
 
-    def complete_session(self, sid: str) -> dict[str, Any]:
+    def complete_session(self, sid: str, card: str = "4242") -> dict[str, Any]:
+        """Paid with `card` (4242 succeeds later too; 0341 pays now and declines
+        off-session later, as Stripe's test card 4000000000000341 does), which Checkout
+        saves as the customer's default payment method."""
         session = self.sessions[sid]
         customer = self.customers.get(session["customer"] or "", {})
+        if customer:
+            pm = self.save_card(customer["id"], card)
+            customer.setdefault("invoice_settings", {})["default_payment_method"] = pm["id"]
         session.update(
             {
                 "status": "complete",
@@ -112,6 +122,96 @@ class State:
             session["payment_intent"] = self._charge(session)["payment_intent"]
         return session
 
+    def save_card(self, customer: str, card: str) -> dict[str, Any]:
+        pm: dict[str, Any] = {
+            "id": new_id("pm"),
+            "object": "payment_method",
+            "type": "card",
+            "customer": customer,
+            "card": {"brand": "visa", "last4": "0341" if card == "0341" else "4242", "exp_month": 12, "exp_year": 2034},
+            "created": int(time.time()),
+        }
+        self.payment_methods[pm["id"]] = pm
+        return pm
+
+    def create_payment_intent(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A PaymentIntent, confirmed at once if asked: off-session with the customer's saved
+        card, it succeeds, or fails as Stripe answers a decline (402, the intent in the error)."""
+        customer = self.customers.get(params.get("customer", ""))
+        if customer is None:
+            return 400, _error("No such customer")
+        pm_id = params.get("payment_method") or customer.get("invoice_settings", {}).get("default_payment_method")
+        pi = {
+            "id": new_id("pi"),
+            "object": "payment_intent",
+            "created": int(time.time()),
+            "amount": int(params["amount"]),
+            "currency": params["currency"],
+            "customer": customer["id"],
+            "payment_method": pm_id,
+            "metadata": params.get("metadata", {}),
+            "status": "requires_confirmation",
+            "latest_charge": None,
+            "last_payment_error": None,
+        }
+        self.payment_intents[pi["id"]] = pi
+        if params.get("confirm") != "true":
+            return 200, pi
+        pm = self.payment_methods.get(pm_id or "")
+        if pm is None or (params.get("off_session") == "true" and pm["card"]["last4"] == "0341"):
+            pi["status"] = "requires_payment_method"
+            pi["last_payment_error"] = {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+            }
+            return 402, {
+                "error": {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": "generic_decline",
+                    "message": "Your card was declined.",
+                    "payment_intent": pi,
+                }
+            }
+        self._charge_intent(pi)
+        return 200, pi
+
+    def _charge_intent(self, pi: dict[str, Any]) -> dict[str, Any]:
+        ch = new_id("ch")
+        pi.update(status="succeeded", latest_charge=ch)
+        charge = {
+            "id": ch,
+            "object": "charge",
+            "created": int(time.time()),
+            "payment_intent": pi["id"],
+            "paid": True,
+            "amount": pi["amount"],
+            "currency": pi["currency"],
+            "customer": pi["customer"],
+            "amount_refunded": 0,
+            "refunded": False,
+            "status": "succeeded",
+        }
+        self.charges[ch] = charge
+        return charge
+
+    def create_billing_portal_session(self, params: dict[str, Any], public_url: str) -> tuple[int, dict[str, Any]]:
+        if params.get("customer") not in self.customers:
+            return 400, _error("No such customer")
+        bps = new_id("bps")
+        session = {
+            "id": bps,
+            "object": "billing_portal.session",
+            "created": int(time.time()),
+            "customer": params["customer"],
+            "return_url": params.get("return_url"),
+            "url": f"{public_url}/billing/{bps}",
+            "livemode": False,
+        }
+        self.billing_portal_sessions[bps] = session
+        return 200, session
+
     def _charge(self, session: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
         pi, ch = new_id("pi"), new_id("ch")
@@ -122,6 +222,7 @@ class State:
             "created": now,
             "status": "succeeded",
             "latest_charge": ch,
+            "metadata": session.get("payment_intent_metadata", {}),
             **common,
         }
         charge = {

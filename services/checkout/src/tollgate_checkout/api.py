@@ -1,6 +1,7 @@
 """Checkout's HTTP edge: start a purchase (anyone, limited; buying again for an account
 needs that customer's key), and receive Stripe's webhooks."""
 
+import secrets
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
 from tollgate_shared.auth import Identify, bearer
-from tollgate_shared.http import ApiError, RequestBody, Text
+from tollgate_shared.http import ApiError, ErrorBody, RequestBody, Text
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime
 
@@ -18,6 +19,7 @@ from .domain import Catalog, Malformed
 from .handlers import StartCheckout, StripeSide, WebhookSecrets, ingest_webhook, start_checkout, verify_webhook
 from .limits import Limits, admit_anonymous, client_address
 from .stripe_gateway import StripeCheckout
+from .top_ups import TopUp, request_top_up
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Deps:
 
     @property
     def stripe_side(self) -> StripeSide:
-        return StripeSide(self.catalog, self.gateway)
+        return StripeSide(self.catalog, self.gateway, self.settings.top_up_rules())
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -73,6 +75,34 @@ class SessionCreated(BaseModel):
     mode: Literal["payment", "subscription"]
 
 
+class TopUpRequest(RequestBody):
+    amount: int = Field(gt=0, le=10**9, description="In minor units (cents); credits follow at the configured rate")
+
+
+class TopUpView(BaseModel):
+    id: str
+    state: Literal["requested", "succeeded", "failed"] = Field(
+        description="requested: the credits are pending until Stripe answers; succeeded: posted; failed: voided"
+    )
+    credits: int
+    amount: int
+    currency: str
+    source: str
+    failure: str | None = None
+
+
+def top_up_view(t: TopUp) -> TopUpView:
+    return TopUpView(
+        id=t.id,
+        state=t.state,  # type: ignore[arg-type]
+        credits=t.credits,
+        amount=t.amount_minor,
+        currency=t.currency,
+        source=t.source,
+        failure=t.failure,
+    )
+
+
 class WebhookReceived(BaseModel):
     received: bool
     outcome: str
@@ -99,6 +129,37 @@ def router(deps: Deps) -> APIRouter:
         cmd = StartCheckout(body.plan, body.email, body.name, body.quantity, idempotency_key, body.account_id)
         session = await start_checkout(cmd, deps.catalog, deps.gateway)
         return SessionCreated(id=session.id, url=session.url, customer=session.customer, mode=session.mode)  # type: ignore[arg-type]
+
+    @r.post(
+        "/v1/top-ups",
+        status_code=201,
+        tags=["customer"],
+        responses={402: {"model": ErrorBody, "description": "The card on file was declined; nothing is credited"}},
+    )
+    async def top_up(
+        body: TopUpRequest,
+        authorization: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[Text | None, Header(max_length=255)] = None,
+    ) -> TopUpView:
+        """Buy credits with the card on file (saved by an earlier Checkout), authenticated
+        by one of the account's API keys. The credits are pending at once (`available`
+        moves) and posted when the charge succeeds; the same Idempotency-Key charges once."""
+        api_key = bearer(authorization)
+        account = await deps.identify(api_key) if api_key else None
+        if account is None:
+            raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
+        made = await request_top_up(
+            deps.runtime.pool,
+            deps.gateway,
+            deps.settings.top_up_rules(),
+            account,
+            body.amount,
+            "api",
+            idempotency_key or secrets.token_hex(16),
+        )
+        if made.state == "failed":
+            raise ApiError(402, "card_declined", f"the card on file was declined ({made.failure}); top-up {made.id}")
+        return top_up_view(made)
 
     @r.post("/stripe/webhook")
     async def stripe_webhook(

@@ -3,12 +3,12 @@
 import asyncio
 from pathlib import Path
 
-from tollgate_shared.auth import KeysDirectory
+from tollgate_shared.auth import KeysDirectory, Tokens
 from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 
-from . import api, metrics, repo
+from . import api, internal_api, metrics, repo
 from .config import Settings
 from .domain import Catalog
 from .limits import Limits
@@ -39,4 +39,10 @@ def build_app(settings: Settings) -> Service:
                 log.exception("could not read the parked facts")
             await asyncio.sleep(15)
 
-    return service(runtime, public=[api.router(deps)], admin=[], background=[watch_parked], on_stop=[directory.close])
+    return service(
+        runtime,
+        public=[api.router(deps)],
+        admin=[internal_api.router(deps, Tokens(settings.internal_tokens))],
+        background=[watch_parked],
+        on_stop=[directory.close],
+    )

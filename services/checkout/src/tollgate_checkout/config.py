@@ -1,3 +1,4 @@
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -6,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 from tollgate_shared.settings import KeysAccess, secret_validator
 
 from .domain import DEFAULT_PLANS_PATH
+from .top_ups import TopUpRules
 
 
 class Settings(KeysAccess):
@@ -43,6 +45,25 @@ class Settings(KeysAccess):
     """Where Stripe sends the customer after paying."""
     cancel_url: str = "http://127.0.0.1:8101/checkout/cancelled"
     """Where Stripe sends the customer who gives up."""
+    portal_url: str = "http://127.0.0.1:8106/portal"
+    """The customer portal: the only place the portal's purchases may return to."""
+    top_up_credits_per_minor_unit: Decimal = Field(default=Decimal(1), gt=0)
+    """Credits a top-up buys per minor unit of money (1: a cent buys a credit); also the
+    rate for payments made outside Tollgate."""
+    top_up_min_minor: int = Field(default=500, ge=1)
+    """The smallest top-up, in minor units."""
+    top_up_max_minor: int = Field(default=100_000, ge=1)
+    """The largest top-up, in minor units."""
+    top_up_daily_max_minor: int = Field(default=200_000, ge=1)
+    """What one account may top up in a day, every way together."""
+
+    def top_up_rules(self) -> TopUpRules:
+        return TopUpRules(
+            self.top_up_credits_per_minor_unit,
+            self.top_up_min_minor,
+            self.top_up_max_minor,
+            self.top_up_daily_max_minor,
+        )
 
     _secrets = secret_validator("stripe_api_key", "stripe_webhook_secret")
 

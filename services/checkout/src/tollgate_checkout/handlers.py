@@ -15,10 +15,11 @@ from tollgate_shared.contracts.topics import PAYMENTS_EVENTS
 from tollgate_shared.http import ApiError
 from tollgate_shared.logging import get_logger
 
-from . import repo
-from .domain import Catalog, UnknownPlan, Unprocessable
-from .machines import Observation, decide, facts, observe, observe_object
+from . import repo, top_ups
+from .domain import Catalog, Malformed, UnknownPlan, Unprocessable
+from .machines import PAYMENT_INTENT_EVENTS, Observation, decide, facts, observe, observe_object
 from .stripe_gateway import CreatedSession, PlanNotAtStripe, StripeCheckout
+from .top_ups import DEFAULT_TOP_UPS, TopUpRules
 
 log = get_logger(__name__)
 
@@ -33,7 +34,9 @@ class StartCheckout:
     account_id: str | None = None
 
 
-async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCheckout) -> CreatedSession:
+async def start_checkout(
+    cmd: StartCheckout, catalog: Catalog, gateway: StripeCheckout, return_url: str | None = None
+) -> CreatedSession:
     try:
         plan = catalog.get(cmd.plan)
     except UnknownPlan:
@@ -42,7 +45,7 @@ async def start_checkout(cmd: StartCheckout, catalog: Catalog, gateway: StripeCh
         raise ApiError(422, "invalid_quantity", "a subscription plan is bought one at a time")
     try:
         return await gateway.create_session(
-            plan, cmd.email, cmd.name, cmd.quantity, cmd.idempotency_key, cmd.account_id
+            plan, cmd.email, cmd.name, cmd.quantity, cmd.idempotency_key, cmd.account_id, return_url
         )
     except PlanNotAtStripe:
         log.error("the plan has no Price at Stripe: run python -m tollgate_checkout.stripe_sync", plan=cmd.plan)
@@ -108,22 +111,41 @@ async def ingest_webhook(event: dict[str, Any], pool: asyncpg.Pool, stripe_side:
     """Record the event once and, in the same transaction, move the Stripe object it is
     about and publish (or park) the facts that move stands for. Returns the outcome."""
     seen = observe(event)  # Malformed: refused before anything is stored
+    intent = payment_intent_of(event)
     async with pool.acquire() as conn, conn.transaction():
         if not await repo.record_event(conn, event, "received"):
             return "duplicate"
-        outcome = await apply_observation(conn, event["id"], seen, stripe_side)
+        if intent is not None:
+            outcome = await top_ups.observe_intent(
+                conn, event["type"], intent, stripe_side.gateway, stripe_side.top_ups
+            )
+        else:
+            outcome = await apply_observation(conn, event["id"], seen, stripe_side)
         await repo.set_outcome(conn, event["id"], outcome)
     log.info("stripe event accepted", stripe_event_id=event["id"], stripe_event_type=event["type"], outcome=outcome)
     return outcome
 
 
+def payment_intent_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The PaymentIntent a payment_intent.* event carries (Malformed without one)."""
+    if event.get("type") not in PAYMENT_INTENT_EVENTS:
+        return None
+    obj = (event.get("data") or {}).get("object")
+    if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("id", "currency")):
+        raise Malformed(f"{event.get('type')} without a PaymentIntent carrying an id and a currency")
+    if not isinstance(obj.get("amount"), int):
+        raise Malformed(f"{event.get('type')} without an amount")
+    return obj
+
+
 @dataclass(frozen=True)
 class StripeSide:
-    """What reading Stripe's events needs: the plans, and Stripe itself when an event
-    cannot decide an object's state."""
+    """What reading Stripe's events needs: the plans, Stripe itself when an event cannot
+    decide an object's state, and how top-ups are priced."""
 
     catalog: Catalog
     gateway: StripeCheckout
+    top_ups: TopUpRules = DEFAULT_TOP_UPS
 
 
 async def apply_observation(

@@ -98,7 +98,10 @@ SUBSCRIPTION_EVENTS = {
     "customer.subscription.updated",
     "customer.subscription.deleted",
 }
-HANDLED = SESSION_EVENTS | CHARGE_EVENTS | DISPUTE_EVENTS | INVOICE_EVENTS | SUBSCRIPTION_EVENTS
+# Top-ups' outcomes, and payments made outside Tollgate (top_ups.py; not a state machine:
+# a PaymentIntent's outcome is final, and a top-up moves once).
+PAYMENT_INTENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
+HANDLED = SESSION_EVENTS | CHARGE_EVENTS | DISPUTE_EVENTS | INVOICE_EVENTS | SUBSCRIPTION_EVENTS | PAYMENT_INTENT_EVENTS
 EVENTS_OF: dict[Kind, set[str]] = {
     "checkout_session": SESSION_EVENTS,
     "charge": CHARGE_EVENTS,

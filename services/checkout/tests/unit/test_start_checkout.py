@@ -18,6 +18,7 @@ class FakeGateway:
         quantity: int,
         idempotency_key: str | None,
         account_id: str | None = None,
+        return_url: str | None = None,
     ) -> CreatedSession:
         self.created.append((plan.name, email, quantity))
         return CreatedSession(id="cs_1", url="http://pay", customer="cus_1", mode=plan.mode)

@@ -17,7 +17,7 @@ from tollgate_shared.runtime import Runtime
 from . import keyformat, repo
 from .api import KeyList, KeyView, key_body
 from .domain import KeyNotFound, KeyRevokedError, RotationRefused
-from .handlers import KeySecrets, revoke_key, rotate_key, set_key_expiry, set_key_status
+from .handlers import KeySecrets, create_key, revoke_key, rotate_key, set_key_expiry, set_key_status
 
 
 class RevokeRequest(RequestBody):
@@ -26,6 +26,7 @@ class RevokeRequest(RequestBody):
 
 class RotateRequest(RequestBody):
     grace_s: float = Field(default=24 * 3600, ge=0, le=90 * 86400, alias="graceSeconds")
+    show: bool = Field(default=False, description="Answer the successor's plaintext (once) instead of emailing it")
 
 
 class ExpiryRequest(RequestBody):
@@ -36,6 +37,12 @@ class Rotated(BaseModel):
     rotated: UUID
     graceSeconds: float  # noqa: N815
     successor: KeyView
+    apiKey: str | None = Field(default=None, description="The successor's plaintext, if asked to be shown")  # noqa: N815
+
+
+class Created(BaseModel):
+    key: KeyView
+    apiKey: str = Field(description="The new key's plaintext: shown this once, kept nowhere")  # noqa: N815
 
 
 class CreditsView(BaseModel):
@@ -119,13 +126,24 @@ def router(runtime: Runtime, secrets: KeySecrets, operators: Tokens, internals: 
     @r.post("/v1/admin/keys/{key_id}/rotate")
     async def rotate(key_id: UUID, body: RotateRequest | None = None) -> Rotated:
         """A successor key, emailed to the customer; the old one keeps working for the grace."""
-        grace = (body or RotateRequest()).grace_s
+        asked = body or RotateRequest()
         try:
             async with change() as conn:
-                new = await rotate_key(key_id, grace, conn, secrets)
+                new, plaintext = await rotate_key(key_id, asked.grace_s, conn, secrets, show=asked.show)
         except RotationRefused as exc:
             raise ApiError(409, str(exc), f"key {key_id} cannot be rotated ({exc})") from None
-        return Rotated(rotated=key_id, graceSeconds=grace, successor=key_body(new))
+        return Rotated(rotated=key_id, graceSeconds=asked.grace_s, successor=key_body(new), apiKey=plaintext)
+
+    @r.post("/v1/admin/accounts/{account_id}/keys", status_code=201)
+    async def create(account_id: str) -> Created:
+        """Another key for an account that has bought something (its newest key's plan and
+        limits); its plaintext is in this answer only."""
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            try:
+                new, plaintext = await create_key(account_id, conn, secrets)
+            except KeyNotFound:
+                raise ApiError(409, "nothing_bought", f"account {account_id!r} has no key to copy: buy first") from None
+        return Created(key=key_body(new), apiKey=plaintext)
 
     @r.post("/v1/admin/keys/{key_id}/expiry")
     async def expiry(key_id: UUID, body: ExpiryRequest) -> KeyView:

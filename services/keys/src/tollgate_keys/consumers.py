@@ -16,6 +16,9 @@ from tollgate_shared.contracts import (
     PaymentSucceeded,
     SubscriptionEnded,
     SubscriptionStarted,
+    TopUpFailed,
+    TopUpRequested,
+    TopUpSucceeded,
     payments_event,
 )
 from tollgate_shared.contracts.topics import LEDGER_BALANCES, PAYMENTS_EVENTS
@@ -28,6 +31,7 @@ from .handlers import (
     learn_balance,
     money_returned,
     payment_failed,
+    top_up_keys,
 )
 
 
@@ -50,6 +54,8 @@ async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payment
                 await end_subscription(event, conn)
             case PaymentRefunded() | DisputeClosed():
                 await money_returned(event, conn)
+            case TopUpRequested() | TopUpSucceeded() | TopUpFailed():
+                await top_up_keys(event, conn)
 
 
 async def on_balances(_deps: Deps, conn: asyncpg.Connection, events: list[BalanceUpdated]) -> None:

@@ -46,7 +46,7 @@ def limits_from_features(features: tuple[str, ...] | list[str]) -> Limits:
 
 
 class KeyNotFound(LookupError):
-    def __init__(self, key_id: UUID) -> None:
+    def __init__(self, key_id: UUID | str) -> None:
         super().__init__(f"no key {key_id}")
 
 

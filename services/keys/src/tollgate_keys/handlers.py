@@ -25,6 +25,9 @@ from tollgate_shared.contracts import (
     PaymentSucceeded,
     SubscriptionEnded,
     SubscriptionStarted,
+    TopUpFailed,
+    TopUpRequested,
+    TopUpSucceeded,
     event_id_for,
 )
 from tollgate_shared.contracts.topics import KEYS_EVENTS
@@ -186,16 +189,19 @@ async def learn_balance(event: BalanceUpdated, conn: asyncpg.Connection) -> bool
     return await repo.learn_balance(conn, event.account_id, event.available, event.usage_total, event.version)
 
 
-async def rotate_key(key_id: UUID, grace_s: float, conn: asyncpg.Connection, secrets: KeySecrets) -> repo.KeyRow:
+async def rotate_key(
+    key_id: UUID, grace_s: float, conn: asyncpg.Connection, secrets: KeySecrets, *, show: bool = False
+) -> tuple[repo.KeyRow, str | None]:
     """Issue a successor with the same account, plan, quota and limits; the old key works
     as an alias of it for `grace_s`, then expires. The new plaintext goes to the customer
-    the way a first key does: sealed for the notifier, announced by a KeyIssued event."""
+    the way a first key does (sealed for the notifier, announced by a KeyIssued event),
+    or, `show`n, to the caller once (the portal shows it to the signed-in customer)."""
     old = await repo.locked(conn, key_id)
     if old is None:
         raise KeyNotFound(key_id)
     if old["status"] == "revoked" or old["rotated_to"] is not None:
         raise RotationRefused("key_not_rotatable")
-    if not old["customer_email"]:
+    if not old["customer_email"] and not show:
         raise RotationRefused("no_email_on_file")
     plaintext, new_id = keyformat.generate(secrets.environment), uuid4()
     key_hash, display = keyformat.hash_key(secrets.hash_secret, plaintext), keyformat.display(plaintext)
@@ -207,7 +213,7 @@ async def rotate_key(key_id: UUID, grace_s: float, conn: asyncpg.Connection, sec
         causation_id=f"rotate:{key_id}",
         key_id=new_id,
         account_id=new.account_id,
-        customer_email=old["customer_email"],
+        customer_email=old["customer_email"] or "",
         plan=new.plan,
         product_name=old["product_name"] or new.plan,
         billing=new.billing,  # type: ignore[arg-type]
@@ -215,11 +221,58 @@ async def rotate_key(key_id: UUID, grace_s: float, conn: asyncpg.Connection, sec
         features=tuple(new.features),
         expires_at=new.expires_at,
         key_display=new.key_display,
+        emailed=not show,
     )
-    await repo.seal_for_delivery(conn, new_id, secrets.sealed(plaintext))
+    if not show:
+        await repo.seal_for_delivery(conn, new_id, secrets.sealed(plaintext))
     await outbox.add(conn, KEYS_EVENTS, new.account_id, issued)
     log.info("key rotated", key_id=str(key_id), successor=str(new_id), grace_s=grace_s)
-    return new
+    return new, plaintext if show else None
+
+
+async def create_key(account_id: str, conn: asyncpg.Connection, secrets: KeySecrets) -> tuple[repo.KeyRow, str]:
+    """Another key for an account that has bought something: the plan, features and
+    limits of its newest live key, no quota of its own (the account's credits, or its
+    subscription, bound it). The plaintext goes back to the caller only, once."""
+    template = await repo.newest_live(conn, account_id)
+    if template is None:
+        raise KeyNotFound(account_id)
+    plaintext, key_id = keyformat.generate(secrets.environment), uuid4()
+    await repo.insert_key(
+        conn,
+        key_id=key_id,
+        account_id=account_id,
+        key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
+        key_display=keyformat.display(plaintext),
+        plan=template["plan"],
+        billing=template["billing"],
+        quota_limit=None,
+        features=list(template["features"]),
+        source_ref=f"created:{key_id}",
+        limits=limits_from_features(template["features"]),
+        subscription_id=template["subscription_id"],
+        customer_email=template["customer_email"],
+        product_name=template["product_name"],
+    )
+    new = await repo.find_by_id(conn, key_id)
+    assert new is not None
+    issued = KeyIssued(
+        event_id=event_id_for("KeyIssued", str(key_id)),
+        causation_id=f"create:{account_id}",
+        key_id=key_id,
+        account_id=account_id,
+        customer_email=template["customer_email"] or "",
+        plan=new.plan,
+        product_name=template["product_name"] or new.plan,
+        billing=new.billing,  # type: ignore[arg-type]
+        quota=None,
+        features=tuple(new.features),
+        key_display=new.key_display,
+        emailed=False,
+    )
+    await outbox.add(conn, KEYS_EVENTS, account_id, issued)
+    log.info("key created", key_id=str(key_id), account_id=account_id)
+    return new, plaintext
 
 
 async def revoke_key(key_id: UUID, reason: str, conn: asyncpg.Connection) -> repo.KeyRow:
@@ -306,3 +359,16 @@ async def money_returned(fact: PaymentRefunded | DisputeClosed, conn: asyncpg.Co
         held = await repo.hold_prepaid_keys(conn, pack["account_id"])
         log.info("no paid credits left: prepaid keys stopped", account_id=pack["account_id"], keys=held)
     return True
+
+
+async def top_up_keys(fact: TopUpRequested | TopUpSucceeded | TopUpFailed, conn: asyncpg.Connection) -> bool:
+    """A top-up's credits are spendable from its request, so the account's prepaid keys'
+    quota grows then (a top-up paid outside Tollgate grows it when paid); a paid one also
+    lifts a billing hold; a failed one takes its growth back."""
+    if isinstance(fact, TopUpFailed):
+        return await repo.shrink_quota_for_failed_top_up(conn, fact.top_up_id) > 0
+    if isinstance(fact, TopUpSucceeded):
+        await repo.lift_prepaid_hold(conn, fact.account_id)  # paid credits again
+    grown = await repo.grow_quota_for_top_up(conn, fact.top_up_id, fact.account_id, fact.credits)
+    log.info("top-up quota", top_up_id=fact.top_up_id, keys=grown)
+    return grown > 0

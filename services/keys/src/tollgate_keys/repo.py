@@ -402,3 +402,52 @@ async def sealed_delivery(conn: asyncpg.Connection, key_id: UUID) -> str | None:
 
 async def delivered(conn: asyncpg.Connection, key_id: UUID) -> None:
     await conn.execute("DELETE FROM key_deliveries WHERE key_id = $1", key_id)
+
+
+async def grow_quota_for_top_up(conn: asyncpg.Connection, top_up_id: str, account_id: str, credits: int) -> int:
+    """Every live prepaid key of the account may use a top-up's credits; once per top-up."""
+    new = await conn.fetchval(
+        "INSERT INTO top_up_quota (top_up_id, account_id, credits) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        top_up_id,
+        account_id,
+        credits,
+    )
+    if not new:
+        return 0
+    result = await conn.execute(
+        "UPDATE keys SET quota_limit = quota_limit + $2 WHERE account_id = $1 AND billing = 'prepaid' "
+        "AND status <> 'revoked' AND quota_limit IS NOT NULL",
+        account_id,
+        credits,
+    )
+    return db.affected(result)
+
+
+async def shrink_quota_for_failed_top_up(conn: asyncpg.Connection, top_up_id: str) -> int:
+    """A failed top-up's credits are gone: the quota it added goes back, never below what
+    was used."""
+    row = await conn.fetchrow(
+        "UPDATE top_up_quota SET taken_back = true WHERE top_up_id = $1 AND NOT taken_back "
+        "RETURNING account_id, credits",
+        top_up_id,
+    )
+    if row is None:
+        return 0
+    result = await conn.execute(
+        "UPDATE keys SET quota_limit = greatest(quota_limit - $2, quota_used) WHERE account_id = $1 "
+        "AND billing = 'prepaid' AND quota_limit IS NOT NULL",
+        row["account_id"],
+        row["credits"],
+    )
+    return db.affected(result)
+
+
+async def newest_live(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record | None:
+    """The account's newest key that is not revoked: what another key of theirs copies."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT plan, billing, features, subscription_id, customer_email, product_name FROM keys "
+        "WHERE account_id = $1 AND status <> 'revoked' ORDER BY created_at DESC LIMIT 1",
+        account_id,
+    )
+    return row

@@ -493,7 +493,7 @@ class TestRotationAndExpiry:
     ) -> None:
         key_id, old = await self.issued(pool)
         assert (await validate(Validate(old, 10, True))).valid
-        successor = await in_tx(pool, lambda c: rotate_key(UUID(key_id), 0.5, c, SECRETS))
+        successor, _ = await in_tx(pool, lambda c: rotate_key(UUID(key_id), 0.5, c, SECRETS))
         assert successor.quota_used == 10  # the quota carries over, it does not double
         new = await delivered_key(pool, successor.id)
         assert new != old and keyformat.display(new) == successor.key_display
@@ -514,7 +514,7 @@ class TestRotationAndExpiry:
             )
         await a_fresh_minute()
         assert all([(await validate(Validate(old, 1, True))).valid for _ in range(2)])
-        successor = await in_tx(pool, lambda c: rotate_key(key_id, 60, c, SECRETS))
+        successor, _ = await in_tx(pool, lambda c: rotate_key(key_id, 60, c, SECRETS))
         new = await delivered_key(pool, successor.id)
         answer = await validate(Validate(new, 1, True))  # the third call of the minute, not the first
         assert answer.valid and answer.state is not None and answer.state.rate_remaining == 0
@@ -573,7 +573,7 @@ class TestRotationAndExpiry:
             await waiting_for(pool, rotator)
             # The rotation commits. The batch locks the old key and waits for the other.
             await holding_successor.rollback()
-            successor = await rotation
+            successor, _ = await rotation
             await waiting_for(pool, other_holder.get_server_pid())
             # A caller consumes through the successor and holds its lock; then the batch reads.
             new = await delivered_key(pool, successor.id)

@@ -12,6 +12,9 @@ from tollgate_shared.contracts import (
     PaymentRefunded,
     PaymentsEvent,
     PaymentSucceeded,
+    TopUpFailed,
+    TopUpRequested,
+    TopUpSucceeded,
     UsageIntake,
     parse_usage,
     payments_event,
@@ -21,7 +24,16 @@ from tollgate_shared.logging import get_logger
 
 from .book import Book
 from .domain import Rejected
-from .handlers import burn_usage, close_dispute, credit_purchase, open_dispute, refund_payment
+from .handlers import (
+    burn_usage,
+    close_dispute,
+    credit_purchase,
+    fail_top_up,
+    hold_top_up,
+    open_dispute,
+    refund_payment,
+    settle_top_up,
+)
 
 log = get_logger(__name__)
 
@@ -44,6 +56,12 @@ async def book_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payme
                     await open_dispute(book, event)
                 case DisputeClosed():
                     await close_dispute(book, event)
+                case TopUpRequested():
+                    await hold_top_up(book, event)
+                case TopUpSucceeded():
+                    await settle_top_up(book, event)
+                case TopUpFailed():
+                    await fail_top_up(book, event)
         except Rejected as exc:
             # A payment is a fact: the ledger cannot refuse it, only fail to book it. Say
             # so loudly; reconciliation against Stripe lists it as unmatched.
@@ -67,8 +85,9 @@ PAYMENTS = Subscription(
     PAYMENTS_EVENTS,
     payments_event.validate_json,
     book_payments,
-    "Payments, refunds and disputes become journal entries, each once: keyed by the Checkout Session, "
-    "the PaymentIntent's cumulative refund, or the dispute.",
+    "Payments, top-ups, refunds and disputes become journal entries, each once: keyed by the Checkout "
+    "Session, the top-up, the PaymentIntent's cumulative refund, or the dispute. A top-up's credits are "
+    "pending until its charge settles.",
 )
 USAGE = Subscription(
     "usage",

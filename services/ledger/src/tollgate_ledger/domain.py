@@ -98,7 +98,13 @@ def system_account(name: str, type_: AccountType, asset: str) -> Account:
 
 
 def customer_credits(account_id: str) -> Account:
-    return Account(credits_account(account_id), account_id, "liability", CALLS, ("no_overdraft",))
+    """The customer's call credits. Spendable by the optimistic rule: the only pending
+    inflows into it are top-ups being charged, which the customer may spend at once (as
+    Moesif's pending activity); one that fails is voided, and what was spent of it is
+    booked as overdrawn usage, owed."""
+    return Account(
+        credits_account(account_id), account_id, "liability", CALLS, ("no_overdraft",), spend_rule="optimistic"
+    )
 
 
 def customer_overdrawn(account_id: str) -> Account:

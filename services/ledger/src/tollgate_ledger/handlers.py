@@ -14,7 +14,18 @@ from datetime import datetime
 
 import asyncpg
 
-from tollgate_shared.contracts import DisputeClosed, DisputeOpened, PaymentRefunded, PaymentSucceeded, UsageIntake
+from tollgate_shared.contracts import (
+    DisputeClosed,
+    DisputeOpened,
+    Event,
+    Money,
+    PaymentRefunded,
+    PaymentSucceeded,
+    TopUpFailed,
+    TopUpRequested,
+    TopUpSucceeded,
+    UsageIntake,
+)
 from tollgate_shared.logging import get_logger
 from tollgate_shared.usage_dedup import drop_republished
 
@@ -63,30 +74,98 @@ async def credit_purchase(book: Book, fact: PaymentSucceeded) -> bool:
     key = f"purchase:{fact.checkout_session_id}"
     if await book.booked([key]):
         return False
-    account, currency = fact.account_id, fact.amount.currency
+    reference = fact.payment_intent_id or fact.checkout_session_id
+    await _book_paid_credits(book, key, "purchase", fact.account_id, fact.credits, fact.amount, reference, fact)
+    return True
+
+
+async def _book_paid_credits(
+    book: Book,
+    key: str,
+    kind: str,
+    account: str,
+    credits_bought: int,
+    amount: Money,
+    reference: str,
+    fact: Event,
+    *,
+    credits_posted: bool = False,
+) -> None:
+    """Money in at Stripe, owed back as service, and a paid grant of the credits it bought
+    (`credits_posted`: a top-up's hold already posted them; only the money is booked)."""
+    currency = amount.currency
     credits, prepaid, clearing = (
         customer_credits(account),
         customer_prepaid(account, currency),
         stripe_clearing(currency),
     )
     await book.load([credits, prepaid, clearing, CREDITS_ISSUED, customer_overdrawn(account)])
-    postings = [Posting(CREDITS_ISSUED, fact.credits), Posting(credits, -fact.credits)]
-    if fact.amount.amount_minor:
-        postings += [Posting(clearing, fact.amount.amount_minor), Posting(prepaid, -fact.amount.amount_minor)]
-    reference = fact.payment_intent_id or fact.checkout_session_id
-    book.post(Entry(key, "purchase", fact.occurred_at, tuple(postings), reference))
-    grant = Grant(key, PAID_PRIORITY, fact.credits, None)
+    postings = [] if credits_posted else [Posting(CREDITS_ISSUED, credits_bought), Posting(credits, -credits_bought)]
+    if amount.amount_minor:
+        postings += [Posting(clearing, amount.amount_minor), Posting(prepaid, -amount.amount_minor)]
+    book.post(Entry(key, kind, fact.occurred_at, tuple(postings), reference))
+    grant = Grant(key, PAID_PRIORITY, credits_bought, None)
     taken = await _settle_overdrawn(book, account, key, grant)
     booked = await book.flush()
     await repo.insert_grant(
         book.conn,
         repo.NewGrant(
-            key, credits.id, "paid", PAID_PRIORITY, fact.credits, grant.remaining, booked[key].tx_id,
-            source_ref=reference, paid_minor=fact.amount.amount_minor, currency=currency,
+            key, credits.id, "paid", PAID_PRIORITY, credits_bought, grant.remaining, booked[key].tx_id,
+            source_ref=reference, paid_minor=amount.amount_minor, currency=currency,
         ),
     )  # fmt: skip
     await repo.take_from_grants(book.conn, taken)
+
+
+TOP_UP_HOLD_S = 7 * 24 * 3600  # a charge Stripe never answers for is given up after a week
+
+
+async def hold_top_up(book: Book, fact: TopUpRequested) -> bool:
+    """The credits of a top-up being charged, pending: `available` moves now, `current`
+    when the charge succeeds."""
+    credits = customer_credits(fact.account_id)
+    await book.load([credits, CREDITS_ISSUED])
+    hold = Transfer(
+        f"top-up:{fact.top_up_id}",
+        CREDITS_ISSUED.id,
+        credits.id,
+        fact.credits,
+        pending=True,
+        timeout_s=TOP_UP_HOLD_S,
+        kind="top_up",
+        source_ref=fact.top_up_id,
+    )
+    (outcome,) = await transfer_many(book, [hold])
+    if isinstance(outcome, Rejected):
+        raise outcome
+    return outcome == "created"
+
+
+async def settle_top_up(book: Book, fact: TopUpSucceeded) -> bool:
+    """A top-up paid: its pending credits posted (or, paid outside Tollgate, credited at
+    once), the money booked, and a paid grant like a pack's."""
+    key = f"top-up-paid:{fact.top_up_id}"
+    if await book.booked([key]):
+        return False
+    hold_id = f"top-up:{fact.top_up_id}"
+    held = bool(await repo.existing_holds(book.conn, [hold_id]))
+    if held:
+        await book.load([customer_credits(fact.account_id), CREDITS_ISSUED])
+        await post_hold(book, hold_id, None)
+    await _book_paid_credits(
+        book, key, "top_up", fact.account_id, fact.credits, fact.amount, fact.payment_intent_id, fact,
+        credits_posted=held,
+    )  # fmt: skip
     return True
+
+
+async def fail_top_up(book: Book, fact: TopUpFailed) -> bool:
+    """A top-up's charge failed: its pending credits are released."""
+    hold_id = f"top-up:{fact.top_up_id}"
+    if not await repo.existing_holds(book.conn, [hold_id]):
+        return False
+    await book.load([customer_credits(fact.account_id), CREDITS_ISSUED])
+    return await void_hold(book, hold_id)
 
 
 async def _settle_overdrawn(book: Book, account_id: str, cause: str, new: Grant) -> dict[str, int]:

@@ -12,12 +12,22 @@ from tollgate_shared.contracts import (
     KeysEvent,
     KeyToppedUp,
     PaymentsEvent,
+    SignInLinkRequested,
+    TopUpFailed,
     keys_event,
     payments_event,
 )
-from tollgate_shared.contracts.topics import KEYS_EVENTS, LEDGER_ALERTS, PAYMENTS_EVENTS
+from tollgate_shared.contracts.topics import KEYS_EVENTS, LEDGER_ALERTS, PAYMENTS_EVENTS, PORTAL_EVENTS
 
-from .handlers import Deps, email_balance_alert, email_new_key, email_payment_failed, email_top_up
+from .handlers import (
+    Deps,
+    email_auto_recharge_declined,
+    email_balance_alert,
+    email_new_key,
+    email_payment_failed,
+    email_sign_in_link,
+    email_top_up,
+)
 
 
 async def on_key_events(deps: Deps, conn: asyncpg.Connection, events: list[KeysEvent]) -> None:
@@ -37,6 +47,13 @@ async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payment
     for event in events:
         if isinstance(event, InvoicePaymentFailed):
             await email_payment_failed(event, conn, deps)
+        elif isinstance(event, TopUpFailed):
+            await email_auto_recharge_declined(event, conn, deps)
+
+
+async def on_portal(deps: Deps, conn: asyncpg.Connection, events: list[SignInLinkRequested]) -> None:
+    for event in events:
+        await email_sign_in_link(event, conn, deps)
 
 
 SUBSCRIPTIONS = (
@@ -61,7 +78,15 @@ SUBSCRIPTIONS = (
         PAYMENTS_EVENTS,
         payments_event.validate_json,
         on_payments,
-        "A failed subscription payment is emailed to the account's contact.",
+        "A failed subscription payment, and a declined auto-recharge, are emailed to the account's contact.",
+        max_records=1,
+    ),
+    Subscription(
+        "portal",
+        PORTAL_EVENTS,
+        SignInLinkRequested.model_validate_json,
+        on_portal,
+        "A portal sign-in link is emailed (its sealed link opened only here).",
         max_records=1,
     ),
 )

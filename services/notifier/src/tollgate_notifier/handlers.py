@@ -19,7 +19,14 @@ from uuid import UUID
 import asyncpg
 from cryptography.fernet import MultiFernet
 
-from tollgate_shared.contracts import BalanceAlert, InvoicePaymentFailed, KeyIssued, KeyToppedUp
+from tollgate_shared.contracts import (
+    BalanceAlert,
+    InvoicePaymentFailed,
+    KeyIssued,
+    KeyToppedUp,
+    SignInLinkRequested,
+    TopUpFailed,
+)
 from tollgate_shared.logging import get_logger
 
 from . import metrics, repo
@@ -47,7 +54,10 @@ class Deps:
 
 
 async def email_new_key(event: KeyIssued, conn: asyncpg.Connection, deps: Deps) -> bool:
-    await repo.remember_contact(conn, event.account_id, event.customer_email, event.customer_name)
+    if event.customer_email:
+        await repo.remember_contact(conn, event.account_id, event.customer_email, event.customer_name)
+    if not event.emailed:
+        return False  # shown once to the customer who made it; there is nothing to send
     if await repo.already_sent(conn, event.event_id):
         return _already_sent("key_issued")
     sealed = await deps.keys.sealed_key(event.key_id)
@@ -98,6 +108,30 @@ async def email_balance_alert(alert: BalanceAlert, conn: asyncpg.Connection, dep
 async def email_payment_failed(fact: InvoicePaymentFailed, conn: asyncpg.Connection, deps: Deps) -> bool:
     values = {"InvoiceId": fact.invoice_id, "AttemptCount": str(fact.attempt_count)}
     return await notify_account(conn, deps, fact.event_id, "payment_failed", fact.account_id, values)
+
+
+async def email_auto_recharge_declined(fact: TopUpFailed, conn: asyncpg.Connection, deps: Deps) -> bool:
+    """Only auto-recharge's declines: the customer was not there when it charged them."""
+    if fact.source != "auto_recharge":
+        return False
+    values = {
+        "Credits": f"{fact.credits:,}",
+        "Amount": f"{fact.amount.amount_minor / 100:,.2f} {fact.amount.currency.upper()}",
+        "Reason": fact.reason.replace("_", " "),
+    }
+    return await notify_account(conn, deps, fact.event_id, "auto_recharge_declined", fact.account_id, values)
+
+
+async def email_sign_in_link(event: SignInLinkRequested, conn: asyncpg.Connection, deps: Deps) -> bool:
+    """The portal's one-use sign-in link, opened here only, to the address it names."""
+    await repo.remember_contact(conn, event.account_id, event.email, event.name)
+    if await repo.already_sent(conn, event.event_id):
+        return _already_sent("sign_in_link")
+    link = deps.delivery.decrypt(event.sealed_link.encode()).decode()
+    values = {"CustomerName": event.name or event.email, "CustomerEmail": event.email, "SignInUrl": link}
+    email = render(load("sign_in_link", deps.templates_dir), values)
+    await send(conn, deps, event.event_id, "sign_in_link", event.email, email)
+    return True
 
 
 async def notify_account(

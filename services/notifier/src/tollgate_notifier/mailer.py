@@ -6,7 +6,7 @@ import aiosmtplib
 
 from tollgate_shared.errors import Transient
 
-from .templates import Email
+from .templates import Email, html_of
 
 
 class Mailer:
@@ -33,6 +33,7 @@ class Mailer:
         # A stable Message-ID: if a crash makes us send twice, the copies are recognisably one.
         msg["Message-ID"] = message_id
         msg.set_content(email.body)
+        msg.add_alternative(html_of(email), subtype="html")
         try:
             await aiosmtplib.send(
                 msg,

@@ -1,5 +1,6 @@
 """Email templates: `Subject:` on the first line, a blank line, the body; `{{Name}}` placeholders."""
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,41 @@ def render(template: str, values: dict[str, str]) -> Email:
     subject = PLACEHOLDER.sub(fill, head.removeprefix("Subject:").strip())
     # Header injection guard: a value with a newline must not add headers.
     return Email(subject=" ".join(subject.split()), body=PLACEHOLDER.sub(fill, body))
+
+
+URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def html_of(email: Email) -> str:
+    """The HTML part beside the text one, made from it: paragraphs as paragraphs, an
+    indented line (a key, a link to copy) as code, every URL a link. One source of words,
+    so the two parts never say different things."""
+
+    def inline(text: str) -> str:
+        out, last = [], 0
+        for m in URL.finditer(text):
+            out += [
+                html.escape(text[last : m.start()]),
+                f'<a href="{html.escape(m.group(0))}">{html.escape(m.group(0))}</a>',
+            ]
+            last = m.end()
+        return "".join(out) + html.escape(text[last:])
+
+    blocks = []
+    for paragraph in email.body.strip().split("\n\n"):
+        lines = paragraph.splitlines()
+        if all(line.startswith("    ") for line in lines):
+            code = "<br>".join(inline(line.strip()) for line in lines)
+            blocks.append(f'<p style="font-family:monospace;font-size:15px;background:#f3f4f6;padding:8px">{code}</p>')
+        else:
+            blocks.append(f"<p>{inline(' '.join(line.strip() for line in lines))}</p>")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(email.subject)}</title></head>"
+        '<body style="font-family:system-ui,sans-serif;line-height:1.5;color:#111;max-width:36rem">'
+        + "".join(blocks)
+        + "</body></html>"
+    )
 
 
 def load(name: str, directory: Path = TEMPLATES) -> str:

@@ -10,6 +10,9 @@ from .checkout import (
     PaymentSucceeded,
     SubscriptionEnded,
     SubscriptionStarted,
+    TopUpFailed,
+    TopUpRequested,
+    TopUpSucceeded,
     payments_event,
 )
 from .envelope import Event, Money, event_id_for
@@ -25,6 +28,7 @@ from .keys import (
     usage_from,
 )
 from .ledger import BalanceAlert, BalanceUpdated, credits_account, overdrawn_account, prepaid_account
+from .portal import SignInLinkRequested
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
 
@@ -45,8 +49,12 @@ __all__ = [
     "PaymentRefunded",
     "PaymentSucceeded",
     "PaymentsEvent",
+    "SignInLinkRequested",
     "SubscriptionEnded",
     "SubscriptionStarted",
+    "TopUpFailed",
+    "TopUpRequested",
+    "TopUpSucceeded",
     "Topic",
     "UsageIntake",
     "UsageRecorded",

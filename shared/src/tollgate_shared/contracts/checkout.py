@@ -98,6 +98,41 @@ class DisputeClosed(DisputeFact):
     outcome: Literal["won", "lost", "warning_closed"]
 
 
+TopUpSource = Literal["api", "portal", "auto_recharge", "outside"]
+
+
+class TopUpFact(BillingFact):
+    top_up_id: str
+    credits: int = Field(gt=0)
+    amount: Money
+    source: TopUpSource = Field(
+        description="api: POST /v1/top-ups; portal: the customer's page; auto_recharge: their rule fired; "
+        "outside: a payment made outside Tollgate (Stripe's dashboard) for a Tollgate customer"
+    )
+
+
+class TopUpRequested(TopUpFact):
+    """Credits were asked for and the card on file is being charged: they are pending
+    until the charge settles (the balance's `available` moves now, `current` later)."""
+
+    event_type: Literal["TopUpRequested"] = "TopUpRequested"
+
+
+class TopUpSucceeded(TopUpFact):
+    """The charge for a top-up went through: its credits are posted (its pending credits,
+    or, paid outside Tollgate, credits at the configured rate at once)."""
+
+    event_type: Literal["TopUpSucceeded"] = "TopUpSucceeded"
+    payment_intent_id: str
+
+
+class TopUpFailed(TopUpFact):
+    """The charge for a top-up failed: its pending credits are voided."""
+
+    event_type: Literal["TopUpFailed"] = "TopUpFailed"
+    reason: str = Field(description="Stripe's decline code, or why the charge could not be made")
+
+
 PAYMENTS_MESSAGES = (
     PaymentSucceeded,
     SubscriptionStarted,
@@ -107,6 +142,9 @@ PAYMENTS_MESSAGES = (
     PaymentRefunded,
     DisputeOpened,
     DisputeClosed,
+    TopUpRequested,
+    TopUpSucceeded,
+    TopUpFailed,
 )
 PaymentsEvent = Annotated[
     PaymentSucceeded
@@ -116,7 +154,10 @@ PaymentsEvent = Annotated[
     | SubscriptionEnded
     | PaymentRefunded
     | DisputeOpened
-    | DisputeClosed,
+    | DisputeClosed
+    | TopUpRequested
+    | TopUpSucceeded
+    | TopUpFailed,
     Field(discriminator="event_type"),
 ]
 payments_event = TypeAdapter[PaymentsEvent](PaymentsEvent)

@@ -29,6 +29,11 @@ class KeyIssued(Event):
     features: tuple[str, ...] = ()
     expires_at: datetime | None = None
     key_display: str = Field(description="Prefix and last four characters, safe to show")
+    emailed: bool = Field(
+        default=True,
+        description="False: the plaintext was shown once to the customer who made the key (the portal); "
+        "there is nothing to email",
+    )
 
 
 class KeyRevoked(Event):

@@ -14,6 +14,7 @@ from .checkout import PAYMENTS_MESSAGES
 from .envelope import Event
 from .keys import KEYS_MESSAGES, UsageRecorded
 from .ledger import BalanceAlert, BalanceUpdated
+from .portal import PORTAL_MESSAGES
 from .usage_sync import UsageReported
 
 DLQ_RETENTION_MS = str(30 * 24 * 3600 * 1000)  # a month to notice, fix and replay
@@ -63,4 +64,20 @@ LEDGER_ALERTS = Topic(
     "ledger.alerts", (BalanceAlert,), "A customer's spendable credits crossed their low-balance threshold."
 )
 
-ALL_TOPICS = (PAYMENTS_EVENTS, KEYS_EVENTS, USAGE_RECORDED, USAGE_REPORTED, LEDGER_BALANCES, LEDGER_ALERTS)
+PORTAL_EVENTS = Topic(
+    "portal.events",
+    PORTAL_MESSAGES,
+    "What the customer portal asks of other services: sign-in links for the notifier to email.",
+    # A sign-in link is worth nothing after 15 minutes: keep a day, for replays and audits.
+    config={"retention.ms": str(24 * 3600 * 1000)},
+)
+
+ALL_TOPICS = (
+    PAYMENTS_EVENTS,
+    KEYS_EVENTS,
+    USAGE_RECORDED,
+    USAGE_REPORTED,
+    LEDGER_BALANCES,
+    LEDGER_ALERTS,
+    PORTAL_EVENTS,
+)
