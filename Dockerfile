@@ -24,9 +24,10 @@ COPY services/ledger/pyproject.toml services/ledger/
 COPY services/keys/pyproject.toml services/keys/
 COPY services/notifier/pyproject.toml services/notifier/
 COPY services/usage-sync/pyproject.toml services/usage-sync/
+COPY services/portal/pyproject.toml services/portal/
 COPY devstack/pyproject.toml devstack/
 COPY bench/pyproject.toml bench/
-ARG SERVICES="--package tollgate-checkout --package tollgate-ledger --package tollgate-keys --package tollgate-notifier --package tollgate-usage-sync"
+ARG SERVICES="--package tollgate-checkout --package tollgate-ledger --package tollgate-keys --package tollgate-notifier --package tollgate-usage-sync --package tollgate-portal"
 RUN uv export --frozen --no-dev --no-emit-workspace ${SERVICES} -o /tmp/services.txt \
  && uv pip install --python /opt/tollgate/bin/python --require-hashes --no-deps -r /tmp/services.txt
 
@@ -37,7 +38,8 @@ COPY services/ledger/src services/ledger/src
 COPY services/keys/src services/keys/src
 COPY services/notifier/src services/notifier/src
 COPY services/usage-sync/src services/usage-sync/src
-RUN for p in shared services/checkout services/ledger services/keys services/notifier services/usage-sync; do \
+COPY services/portal/src services/portal/src
+RUN for p in shared services/checkout services/ledger services/keys services/notifier services/usage-sync services/portal; do \
       uv build --quiet --wheel --out-dir /tmp/wheels "$p" || exit 1; done \
  && uv pip install --python /opt/tollgate/bin/python --no-deps /tmp/wheels/*.whl
 

@@ -11,7 +11,7 @@ from tollgate_shared import asyncapi
 from tollgate_shared.runtime import ServiceSpec
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "asyncapi"
-SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync"]
+SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync", "portal"]
 
 
 def spec_of(service: str) -> ServiceSpec:

@@ -14,10 +14,18 @@ from tollgate_devstack.compose_secrets import env
 from tollgate_keys.config import Settings as Keys
 from tollgate_ledger.config import Settings as Ledger
 from tollgate_notifier.config import Settings as Notifier
+from tollgate_portal.config import Settings as Portal
 from tollgate_usage_sync.config import Settings as UsageSync
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
-SETTINGS = {"checkout": Checkout, "ledger": Ledger, "keys": Keys, "notifier": Notifier, "usage-sync": UsageSync}
+SETTINGS = {
+    "checkout": Checkout,
+    "ledger": Ledger,
+    "keys": Keys,
+    "notifier": Notifier,
+    "usage-sync": UsageSync,
+    "portal": Portal,
+}
 SECRET_SHAPED = re.compile(r"(whsec_|tg_(live|test)_|PASSWORD|TOKEN|SECRET|HASH|DELIVERY)", re.IGNORECASE)
 
 

@@ -14,6 +14,7 @@ from tollgate_keys.config import Settings as Keys
 from tollgate_ledger.config import ReconcileSettings
 from tollgate_ledger.config import Settings as Ledger
 from tollgate_notifier.config import Settings as Notifier
+from tollgate_portal.config import Settings as Portal
 from tollgate_shared.settings import ServiceSettings
 from tollgate_shared.topics import TopicSettings
 from tollgate_usage_sync.config import Settings as UsageSync
@@ -26,6 +27,7 @@ SERVICES: list[tuple[str, type[ServiceSettings]]] = [
     ("keys", Keys),
     ("notifier", Notifier),
     ("usage-sync", UsageSync),
+    ("portal", Portal),
 ]
 SHARED = set(ServiceSettings.model_fields)
 
@@ -59,7 +61,7 @@ def reference() -> str:
     head = ["| variable | default | what it is |", "|---|---|---|"]
     parts = [
         "### Every service\n",
-        "Each with the service's prefix (`CHECKOUT_`, `LEDGER_`, `KEYS_`, `NOTIFIER_`, `USAGE_SYNC_`);"
+        "Each with the service's prefix (`CHECKOUT_`, `LEDGER_`, `KEYS_`, `NOTIFIER_`, `USAGE_SYNC_`, `PORTAL_`);"
         " a service's own default, where it has one, is in its table below.\n",
         "\n".join(head + rows(ServiceSettings, [n for n in ServiceSettings.model_fields if n != "schema_name"], "")),
     ]

@@ -25,7 +25,7 @@ OLDEST, NEWEST = "1.28.0", "1.37.0"
 # Kinds of operators the chart can drive (KEDA, the Prometheus Operator, Strimzi): their
 # schemas are theirs, not Kubernetes'; the rules below still read them.
 CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "KafkaTopic"}
-SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync"]
+SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync", "portal"]
 
 
 @cache
@@ -125,7 +125,7 @@ def test_admin_listeners_are_never_in_a_public_service_and_only_the_exposed_are_
         assert [p["port"] for p in admin["ports"]] == ["admin"] and admin["from"], policy["metadata"]["name"]
         if "from" not in public:
             open_to_all.add(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
-    assert open_to_all == {"checkout", "keys"}
+    assert open_to_all == {"checkout", "keys", "portal"}
 
 
 def test_services_never_migrate_on_start_when_the_job_does() -> None:

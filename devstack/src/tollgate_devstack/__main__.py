@@ -51,12 +51,19 @@ def main() -> int:
         case "run":
             try:
                 up(stack)
-                code = run_demo(stack)
+                demo = Demo(stack.endpoints())
+                code = run_demo(stack, demo)
                 ep = stack.endpoints()
+                link = (
+                    asyncio.run(Demo(ep).portal_link(demo.customer_email))
+                    if code == 0 and demo.customer_email
+                    else None
+                )
                 say(
-                    f"the stack is up. Buy something yourself: POST {ep['checkout']}/v1/checkout/sessions "
-                    f"and open the url it returns; mail arrives at {ep['smtp_http']}/api/messages. "
-                    f"Logs: {stack.procs.log_dir}. Ctrl-C stops everything."
+                    f"the stack is up. The customer portal: {ep['portal_url']} (sign up there, or sign in as the "
+                    f"demo's customer with this one-use link: {link}). Mail arrives at {ep['smtp_http']}/api/messages; "
+                    f"the API at {ep['checkout']}/v1/checkout/sessions. Logs: {stack.procs.log_dir}. "
+                    "Ctrl-C stops everything."
                 )
                 if code == 0:
                     wait_for_interrupt()
@@ -73,9 +80,9 @@ def up(stack: Stack) -> None:
     stack.up_services()
 
 
-def run_demo(stack: Stack) -> int:
+def run_demo(stack: Stack, demo: Demo | None = None) -> int:
     try:
-        asyncio.run(Demo(stack.endpoints()).run())
+        asyncio.run((demo or Demo(stack.endpoints())).run())
     except StepFailed as exc:
         print(f"DEMO FAILED: {exc}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ def env(password: str) -> dict[str, str]:
             "STRIPE_API_BASE": "http://stripe-emulator:12112",
             "STRIPE_WEBHOOK_SECRET": webhook,
             "KEYS_TOKEN": internal["checkout"],
+            "PORTAL_URL": "http://127.0.0.1:8106/portal",
         },
         "ledger": {
             "STRIPE_API_KEY": STRIPE_API_KEY,
@@ -52,12 +53,23 @@ def env(password: str) -> dict[str, str]:
             "SMTP_HOST": "smtp-capture",
             "SMTP_PORT": "2525",
             "DELIVERY_KEYS": delivery,
+            "CUSTOMER_PORTAL_URL": "http://127.0.0.1:8106/portal",
             "KEYS_TOKEN": internal["notifier"],
         },
         "usage_sync": {
             "STRIPE_API_KEY": STRIPE_API_KEY,
             "STRIPE_API_BASE": "http://stripe-emulator:12112",
             "KEYS_TOKEN": internal["usage_sync"],
+        },
+        "portal": {
+            "KEYS_TOKEN": internal["portal"],
+            "SESSION_SECRET": token(),
+            "DELIVERY_KEYS": delivery,
+            "PUBLIC_URL": "http://127.0.0.1:8106/portal",
+            "COOKIE_SECURE": "false",  # the demo is plain HTTP on 127.0.0.1
+            "LEDGER_URL": "http://ledger:9102",
+            "CHECKOUT_URL": "http://checkout:9101",
+            "USAGE_SYNC_URL": "http://usage-sync:9105",
         },
     }
     out = {"STRIPE_EMULATOR_WEBHOOK_SECRET": webhook, "OPERATOR_TOKEN": operator}

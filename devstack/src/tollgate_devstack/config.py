@@ -21,14 +21,16 @@ DEFAULT_PORTS = {
     "keys": 8103,
     "notifier": 8104,
     "usage_sync": 8105,
+    "portal": 8106,
     # Each service's admin listener: operator and internal routes, /metrics.
     "checkout_admin": 9101,
     "ledger_admin": 9102,
     "keys_admin": 9103,
     "notifier_admin": 9104,
     "usage_sync_admin": 9105,
+    "portal_admin": 9106,
 }
-SERVICES = ("checkout", "ledger", "keys", "notifier", "usage_sync")
+SERVICES = ("checkout", "ledger", "keys", "notifier", "usage_sync", "portal")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Demo:
     say: Callable[[str], None] = print
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=15))
     step_no: int = 0
+    customer_email: str | None = None  # the prepaid pack's buyer, who may then sign in to the portal
 
     async def __aenter__(self) -> "Demo":
         return self
@@ -133,6 +134,24 @@ class Demo:
         check(r.status_code == 200, f"keys admin answered {r.status_code}")
         return r.json()["keys"]  # type: ignore[no-any-return]
 
+    async def portal_link(self, email: str) -> str:
+        """A sign-in link to the portal for `email`, asked for as a browser would."""
+        async with httpx.AsyncClient(timeout=15) as browser:
+            page = await browser.get(self.ep["portal_url"])
+            found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            check(found is not None, "the portal's sign-in form has no CSRF token")
+            assert found is not None
+            r = await browser.post(f"{self.ep['portal_url']}sign-in", data={"email": email, "csrf": found.group(1)})
+            check(r.status_code == 303, f"the portal's sign-in answered {r.status_code}")
+
+        async def probe() -> str | None:
+            r = await self.http.get(f"{self.ep['smtp_http']}/api/messages", params={"to": email})
+            links = [m for m in r.json()["messages"] if "/portal/sign-in/" in m["body"]]
+            found = re.search(r"http\S+/portal/sign-in/\S+", links[-1]["body"]) if links else None
+            return found.group(0) if found else None
+
+        return await eventually(f"a portal sign-in link for {email}", probe)
+
     # --- the story ------------------------------------------------------------------------
     async def run(self) -> None:
         try:
@@ -142,7 +161,7 @@ class Demo:
             await self.http.aclose()
 
     async def prepaid_pack(self) -> None:
-        email = f"ada+{secrets.token_hex(4)}@example.com"
+        email = self.customer_email = f"ada+{secrets.token_hex(4)}@example.com"
         self.step("POST /v1/checkout/sessions {plan: professional} creates a Stripe Checkout Session")
         session = await self.buy("professional", email)
         account = session["customer"]

@@ -360,6 +360,30 @@ def stripe_mock_binary(cfg: StackConfig) -> Path:
     return binary
 
 
+AXE_CORE = "axe-core@4.14.1"
+
+
+def axe_core_script(cfg: StackConfig) -> Path:
+    """axe-core, the accessibility checker browsers' own tools use, from npm (once)."""
+    script = cfg.cache_dir / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        if shutil.which("npm") is None:
+            raise RuntimeError("npm is required to fetch axe-core")
+        say(f"fetching {AXE_CORE} from npm")
+        (cfg.cache_dir / "npm").mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(cfg.cache_dir / "npm"), AXE_CORE],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return script
+
+
+def chromium_binary() -> str:
+    """Debian's Chromium, for the browser tests (Playwright's own download is not reachable)."""
+    return debian_command("chromium", "chromium")
+
+
 HELM_MODULE = "helm.sh/helm/v4/cmd/helm@v4.3.2"
 
 

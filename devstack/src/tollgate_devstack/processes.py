@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -131,7 +132,15 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, on_fail: Ca
 
 
 def free_port() -> int:
-    """A loopback port nobody is listening on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody is listening on right now, below the ephemeral range: a
+    port the kernel hands to outgoing connections could be taken by one between this
+    answer and the listener binding it."""
+    for _ in range(200):
+        port = random.randint(20_000, 31_999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 31999")

@@ -55,6 +55,7 @@ class Stack:
             "internal_tokens": lambda: {name: secrets.token_urlsafe(32) for name in INTERNAL_CALLERS},
             "database_passwords": lambda: {name: secrets.token_urlsafe(24) for name in SERVICES},
             "kafka_passwords": lambda: {name: secrets.token_urlsafe(24) for name in SERVICES},
+            "session_secret": lambda: secrets.token_urlsafe(32),
         }
         missing = {k: make() for k, make in wanted.items() if k not in found}
         if missing:
@@ -73,6 +74,7 @@ class Stack:
             "smtp_http": c.url("smtp_http"),
             **{name: c.url(name) for name in SERVICES},
             **{f"{name}_admin": c.url(f"{name}_admin") for name in SERVICES},
+            "portal_url": f"{c.url('portal')}/portal/",
             "operator_token": s["operator_token"],
             "portal_token": s["internal_tokens"]["portal"],
             "gateway_token": s["gateway_token"],
@@ -211,8 +213,9 @@ class Stack:
             }
         else:
             env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
-        if name in ("checkout", "ledger", "notifier", "usage_sync"):
+        if name in ("checkout", "ledger", "notifier", "usage_sync", "portal"):
             env |= {"KEYS_INTERNAL_URL": c.url("keys_admin"), "KEYS_TOKEN": internal[name]}
+        portal = f"{c.url('portal')}/portal"
         env |= {
             "checkout": {
                 "STRIPE_API_KEY": STRIPE_API_KEY,
@@ -220,6 +223,7 @@ class Stack:
                 "STRIPE_WEBHOOK_SECRET": s["webhook_secret"],
                 # Every test and demo buys from 127.0.0.1.
                 "CHECKOUTS_PER_ADDRESS_PER_HOUR": "100000",
+                "PORTAL_URL": portal,
             },
             "ledger": {
                 # For the finance CLI's reconcile, run with this environment.
@@ -235,9 +239,20 @@ class Stack:
             "notifier": {
                 "SMTP_PORT": str(c.ports["smtp"]),
                 "DELIVERY_KEYS": s["delivery_keys"],
-                "CUSTOMER_PORTAL_URL": f"{c.url('checkout')}/portal",
+                "CUSTOMER_PORTAL_URL": portal,
             },
             "usage_sync": {"STRIPE_API_KEY": STRIPE_API_KEY, "STRIPE_API_BASE": c.url("stripe")},
+            "portal": {
+                "PUBLIC_URL": portal,
+                "COOKIE_SECURE": "false",  # the local stack is plain HTTP; anywhere else, Secure
+                "SESSION_SECRET": s["session_secret"],
+                "DELIVERY_KEYS": s["delivery_keys"],
+                "LEDGER_URL": c.url("ledger_admin"),
+                "CHECKOUT_URL": c.url("checkout_admin"),
+                "USAGE_SYNC_URL": c.url("usage_sync_admin"),
+                # Every test signs up from 127.0.0.1.
+                "LINKS_PER_ADDRESS_PER_HOUR": "100000",
+            },
         }[name]
         return {prefix + k: v for k, v in env.items()} | {
             k: v for k, v in self.service_env.items() if k.startswith(prefix)

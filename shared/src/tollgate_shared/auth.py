@@ -116,6 +116,21 @@ def customer(identify: Identify) -> Callable[..., Awaitable[Caller]]:
     return guard
 
 
+def key_holder(identify: Identify) -> Callable[..., Awaitable[Caller]]:
+    """A guard admitting a customer by any live API key of theirs, for routes that act on
+    the key's own account (no account in the path)."""
+
+    async def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+        presented = bearer(authorization)
+        owner = await identify(presented) if presented else None
+        if owner is None:
+            raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
+        request.state.caller = Caller("customer", owner, owner)
+        return request.state.caller  # type: ignore[no-any-return]
+
+    return guard
+
+
 class KeysDirectory:
     """Asks the keys service whose an API key is (an internal route), remembering answers
     for a short while: customer reads on other services cost one call per key a minute."""

@@ -244,3 +244,14 @@ async def _answer(send: Send, status: int, code: str, message: str) -> None:
         headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def client_address(request: Request, trusted_proxies: int) -> str:
+    """Who is calling: the peer, or behind `trusted_proxies` proxies (an ingress), the
+    address the first of them saw. Entries further left in X-Forwarded-For were written by
+    the caller, and say nothing."""
+    peer = request.client.host if request.client else "unknown"
+    if trusted_proxies <= 0:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer

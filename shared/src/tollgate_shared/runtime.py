@@ -193,19 +193,23 @@ def service(
     background: list[Work] | None = None,
     on_start: list[Hook] | None = None,
     on_stop: list[Hook] | None = None,
+    public_errors: dict[int | str, dict[str, Any]] | None = None,
 ) -> Service:
-    """The service's two apps: public (and customer) routes, and operator and internal ones."""
+    """The service's two apps: public (and customer) routes, and operator and internal ones.
+    `public_errors` documents the public app's errors where they are not JSON (pages)."""
     configure_logging(runtime.spec.name, runtime.settings.log_level)
     checks = {"postgres": postgres_check(lambda: runtime._pool)}
     extra = {"kafka": kafka_check(lambda: runtime.producer)}  # reported, never deciding readiness
-    public_app = _app(runtime, f"{runtime.spec.title}", [health_router(checks, extra), *public])
+    public_app = _app(runtime, f"{runtime.spec.title}", [health_router(checks, extra), *public], public_errors)
     admin_app = _app(runtime, f"{runtime.spec.title} (admin)", [health_router(checks, extra), metrics_router(), *admin])
     admin_app.add_middleware(audit.AuditLog, pool=lambda: runtime._pool)
     return Service(runtime, public_app, admin_app, background or [], on_start or [], on_stop or [])
 
 
-def _app(runtime: Runtime, title: str, routers: list[APIRouter]) -> FastAPI:
-    app = FastAPI(title=title, responses=ERRORS)
+def _app(
+    runtime: Runtime, title: str, routers: list[APIRouter], errors: dict[int | str, dict[str, Any]] | None = None
+) -> FastAPI:
+    app = FastAPI(title=title, responses=errors or ERRORS)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

@@ -47,7 +47,7 @@ tollgate_{{ . | replace "-" "_" }}
 
 {{/* The topic a subscription consumes (the services' specs; tests/test_helm_chart.py checks). */}}
 {{- define "tollgate.subscriptionTopic" -}}
-{{- $topics := dict "payments" "payments.events" "usage" "usage.recorded" "keys" "keys.events" "alerts" "ledger.alerts" "balances" "ledger.balances" -}}
+{{- $topics := dict "payments" "payments.events" "usage" "usage.recorded" "keys" "keys.events" "alerts" "ledger.alerts" "balances" "ledger.balances" "portal" "portal.events" -}}
 {{- index $topics . -}}
 {{- end -}}
 

@@ -5,11 +5,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
-from tollgate_shared.auth import Identify, bearer
-from tollgate_shared.http import ApiError, ErrorBody, RequestBody, Text
+from tollgate_shared.auth import Caller, Identify, bearer, key_holder
+from tollgate_shared.http import ApiError, ErrorBody, RequestBody, Text, client_address
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime
 
@@ -17,7 +17,7 @@ from . import metrics
 from .config import Settings
 from .domain import Catalog, Malformed
 from .handlers import StartCheckout, StripeSide, WebhookSecrets, ingest_webhook, start_checkout, verify_webhook
-from .limits import Limits, admit_anonymous, client_address
+from .limits import Limits, admit_anonymous
 from .stripe_gateway import StripeCheckout
 from .top_ups import TopUp, request_top_up
 
@@ -109,9 +109,10 @@ class WebhookReceived(BaseModel):
 
 
 def router(deps: Deps) -> APIRouter:
-    r = APIRouter(tags=["public"])
+    r = APIRouter()
+    holder = key_holder(deps.identify)
 
-    @r.post("/v1/checkout/sessions", status_code=201)
+    @r.post("/v1/checkout/sessions", status_code=201, tags=["public"])
     async def create_session(
         body: CheckoutRequest,
         request: Request,
@@ -138,21 +139,18 @@ def router(deps: Deps) -> APIRouter:
     )
     async def top_up(
         body: TopUpRequest,
-        authorization: Annotated[str | None, Header()] = None,
+        caller: Annotated[Caller, Depends(holder)],
         idempotency_key: Annotated[Text | None, Header(max_length=255)] = None,
     ) -> TopUpView:
         """Buy credits with the card on file (saved by an earlier Checkout), authenticated
         by one of the account's API keys. The credits are pending at once (`available`
         moves) and posted when the charge succeeds; the same Idempotency-Key charges once."""
-        api_key = bearer(authorization)
-        account = await deps.identify(api_key) if api_key else None
-        if account is None:
-            raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
+        assert caller.account_id is not None
         made = await request_top_up(
             deps.runtime.pool,
             deps.gateway,
             deps.settings.top_up_rules(),
-            account,
+            caller.account_id,
             body.amount,
             "api",
             idempotency_key or secrets.token_hex(16),
@@ -161,7 +159,7 @@ def router(deps: Deps) -> APIRouter:
             raise ApiError(402, "card_declined", f"the card on file was declined ({made.failure}); top-up {made.id}")
         return top_up_view(made)
 
-    @r.post("/stripe/webhook")
+    @r.post("/stripe/webhook", tags=["public"])
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
     ) -> WebhookReceived:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from fastapi import Request
 
 from tollgate_shared.http import ApiError
 
@@ -45,14 +44,3 @@ async def admit_anonymous(pool: asyncpg.Pool, limits: Limits, address: str, emai
             f"too many checkouts from this {' and this '.join(over)}; try again later",
             {"Retry-After": str(retry)},
         )
-
-
-def client_address(request: Request, trusted_proxies: int) -> str:
-    """Who is calling: the peer, or behind `trusted_proxies` proxies (an ingress), the
-    address the first of them saw. Entries further left in X-Forwarded-For were written by
-    the caller, and say nothing."""
-    peer = request.client.host if request.client else "unknown"
-    if trusted_proxies <= 0:
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer

@@ -136,7 +136,7 @@ class StripeCheckout:
         """A payment for a Tollgate customer that no Tollgate flow made: not one of an
         invoice (a subscription's), which Stripe links through InvoicePayments."""
         customer = await self._client.v1.customers.retrieve_async(intent["customer"])
-        marked: Any = customer.metadata or {}
+        marked: dict[str, Any] = customer.to_dict().get("metadata") or {}
         if marked.get("source") != "tollgate":
             return False
         try:

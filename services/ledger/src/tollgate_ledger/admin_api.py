@@ -73,11 +73,6 @@ class ReverseRequest(RequestBody):
     reason: Text = Field(min_length=1, max_length=200)
 
 
-class AccountSettings(RequestBody):
-    low_balance_threshold: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
-    spend_rule: Literal["conservative", "optimistic"] | None = None
-
-
 def again(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     """The answer to a request repeated with the same id: 200, and what the first made."""
     return {200: {"model": model, "description": "Already done: the same id was sent before"}}
@@ -107,17 +102,6 @@ def router(runtime: Runtime, guard: Callable[..., Any], threshold: int) -> APIRo
         if b is None:
             raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
         return balance_view(b)
-
-    @r.put("/v1/accounts/{account_id}/settings")
-    async def account_settings(account_id: str, body: AccountSettings) -> BalanceView:
-        """The customer's low-balance threshold and the rule that gates spending their credits."""
-        async with runtime.pool.acquire() as conn:
-            found = await repo.update_settings(
-                conn, customer_credits(account_id).id, body.low_balance_threshold, body.spend_rule
-            )
-        if not found:
-            raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
-        return await credits_balance(account_id)
 
     @r.post("/v1/accounts/{account_id}/grants", status_code=201, responses=again(Granted))
     async def grant(account_id: str, body: GrantRequest, response: Response) -> Granted:

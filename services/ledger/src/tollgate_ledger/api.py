@@ -5,13 +5,19 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
-from tollgate_shared.http import ApiError, Instant
+from tollgate_shared.http import ApiError, Instant, RequestBody
 from tollgate_shared.runtime import Runtime
 
 from . import repo
 from .domain import customer_credits
-from .views import Balances, BalanceView, Usage, balance_view
+from .views import Balances, BalanceView, Grants, GrantView, Usage, balance_view
+
+
+class AccountSettings(RequestBody):
+    low_balance_threshold: int | None = Field(default=None, ge=0, le=10**15)
+    spend_rule: Literal["conservative", "optimistic"] | None = None
 
 
 def router(runtime: Runtime, guard: Callable[..., Any], tags: list[str]) -> APIRouter:
@@ -34,6 +40,25 @@ def router(runtime: Runtime, guard: Callable[..., Any], tags: list[str]) -> APIR
         if not found:
             raise ApiError(404, "account_not_found", f"no ledger accounts for {account_id!r}")
         return Balances(account_id=account_id, balances=[balance_view(b) for b in found])
+
+    @r.get("/v1/accounts/{account_id}/grants")
+    async def grants(account_id: str) -> Grants:
+        """The credits the customer holds, grant by grant: what is left of each and when it ends."""
+        async with runtime.pool.acquire() as conn:
+            rows = await repo.grants_of(conn, customer_credits(account_id).id)
+        return Grants(account_id=account_id, grants=[GrantView(**dict(r)) for r in rows])
+
+    @r.put("/v1/accounts/{account_id}/settings")
+    async def account_settings(account_id: str, body: AccountSettings) -> BalanceView:
+        """The customer's low-balance threshold and the rule that gates spending their credits."""
+        async with runtime.pool.acquire() as conn:
+            found = await repo.update_settings(
+                conn, customer_credits(account_id).id, body.low_balance_threshold, body.spend_rule
+            )
+            b = await repo.balance(conn, customer_credits(account_id).id)
+        if not found or b is None:
+            raise ApiError(404, "account_not_found", f"no credits account for {account_id!r}")
+        return balance_view(b)
 
     @r.get("/v1/accounts/{account_id}/usage")
     async def usage(

@@ -338,3 +338,13 @@ async def trial_balance(
         *args,
     )
     return TrialBalance([TrialBalanceRow(r["id"], r["type"], r["asset"], r["debits"], r["credits"]) for r in rows])
+
+
+async def grants_of(conn: asyncpg.Connection, ledger_account: str) -> list[asyncpg.Record]:
+    """Every grant of the account's credits, those with credits left first, soonest to end first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, kind, granted, remaining, expires_at FROM credit_grants WHERE account_id = $1 "
+        "ORDER BY remaining = 0, expires_at NULLS LAST, id",
+        ledger_account,
+    )
+    return rows

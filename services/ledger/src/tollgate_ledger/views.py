@@ -27,6 +27,7 @@ class BalanceView(BaseModel):
     credits_pending: int
     flags: list[str]
     version: int
+    low_balance_threshold: int | None = Field(default=None, description="Alerts fire below this; unset: the default")
 
 
 def balance_view(b: Balance) -> BalanceView:
@@ -47,12 +48,26 @@ def balance_view(b: Balance) -> BalanceView:
         credits_pending=b.credits_pending,
         flags=list(b.flags),
         version=b.version,
+        low_balance_threshold=b.low_balance_threshold,
     )
 
 
 class Balances(BaseModel):
     account_id: str
     balances: list[BalanceView]
+
+
+class GrantView(BaseModel):
+    id: str
+    kind: Literal["paid", "promotional", "adjustment"]
+    granted: int
+    remaining: int
+    expires_at: datetime | None
+
+
+class Grants(BaseModel):
+    account_id: str
+    grants: list[GrantView] = Field(description="Burned in this order: promotional before paid, soonest to end first")
 
 
 class Period(BaseModel):

@@ -3,7 +3,7 @@
 import pytest
 from starlette.requests import Request
 
-from tollgate_checkout.limits import client_address
+from tollgate_shared.http import client_address
 
 
 def request(peer: str, forwarded: str | None = None) -> Request:

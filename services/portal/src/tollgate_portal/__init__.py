@@ -1,0 +1,1 @@
+"""The customer's portal: sign up, pay, keys, balance, usage, auto-recharge."""
