@@ -58,6 +58,9 @@ class Stack:
             "session_secret": lambda: secrets.token_urlsafe(32),
         }
         missing = {k: make() for k, make in wanted.items() if k not in found}
+        for k, make in wanted.items():  # a service added since: its part of a per-service secret
+            if isinstance(found.get(k), dict) and (more := {n: v for n, v in make().items() if n not in found[k]}):
+                missing[k] = found[k] | more
         if missing:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
