@@ -39,7 +39,7 @@ lint: bootstrap
 	$(PY) -m ruff format --check .
 
 typecheck: bootstrap
-	$(PY) -m mypy shared/src services/*/src devstack/src bench/src
+	$(PY) -m mypy shared/src services/*/src devstack/src bench/src examples
 
 check: lint typecheck test
 

@@ -361,22 +361,34 @@ def stripe_mock_binary(cfg: StackConfig) -> Path:
 
 
 AXE_CORE = "axe-core@4.14.1"
+ASYNCAPI_CLI = "@asyncapi/cli@4.1.1"
 
 
-def axe_core_script(cfg: StackConfig) -> Path:
-    """axe-core, the accessibility checker browsers' own tools use, from npm (once)."""
-    script = cfg.cache_dir / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
+def npm_tool(cfg: StackConfig, package: str, path: str) -> Path:
+    """A file of an npm package, installed into the cache once (a directory per package)."""
+    prefix = cfg.cache_dir / "npm" / package.split("@")[1 if package.startswith("@") else 0].replace("/", "-")
+    found = prefix / "node_modules" / path
+    if not found.exists():
         if shutil.which("npm") is None:
-            raise RuntimeError("npm is required to fetch axe-core")
-        say(f"fetching {AXE_CORE} from npm")
-        (cfg.cache_dir / "npm").mkdir(parents=True, exist_ok=True)
+            raise RuntimeError(f"npm is required to fetch {package}")
+        say(f"fetching {package} from npm")
+        prefix.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(cfg.cache_dir / "npm"), AXE_CORE],
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), package],
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    return script
+    return found
+
+
+def axe_core_script(cfg: StackConfig) -> Path:
+    """axe-core, the accessibility checker browsers' own tools use."""
+    return npm_tool(cfg, AXE_CORE, "axe-core/axe.min.js")
+
+
+def asyncapi_cli(cfg: StackConfig) -> Path:
+    """The official AsyncAPI CLI, which validates the documents."""
+    return npm_tool(cfg, ASYNCAPI_CLI, ".bin/asyncapi")
 
 
 def chromium_binary() -> str:

@@ -22,12 +22,17 @@ HEADERS = {
         "event_id": {"type": "string", "format": "uuid", "description": "The payload's event_id: deduplicate on it."},
         "event_type": {"type": "string", "description": "The payload's event_type: route on it without parsing."},
         "content-type": {"type": "string", "const": "application/json"},
+        "correlation_id": {
+            "type": "string",
+            "description": "The payload's correlation_id, when it has one: what one customer action caused, "
+            "across services (e.g. the Stripe event behind a payment fact).",
+        },
     },
     "required": ["event_id", "event_type", "content-type"],
 }
 
 
-def document(spec: ServiceSpec, version: str, bootstrap: str = "127.0.0.1:59092") -> dict[str, Any]:
+def document(spec: ServiceSpec, version: str) -> dict[str, Any]:
     topics = {t.name: t for t in (*(s.topic for s in spec.subscriptions), *spec.publishes)}
     schemas: dict[str, Any] = {}
     messages = {m.__name__: _message(m, t, schemas) for t in topics.values() for m in t.messages}
@@ -38,15 +43,32 @@ def document(spec: ServiceSpec, version: str, bootstrap: str = "127.0.0.1:59092"
         "info": {"title": spec.title, "version": version, "description": _describe(spec)},
         "defaultContentType": "application/json",
         "servers": {
+            "production": {
+                "host": "kafka-bootstrap.kafka:9093",
+                "protocol": "kafka-secure",
+                "description": "The platform's Kafka, over TLS with SCRAM-SHA-512, one user per service "
+                "(the Helm chart's `kafka.bootstrapServers`; docs/security.md has the ACLs).",
+                "security": [{"$ref": "#/components/securitySchemes/scram"}],
+            },
             "dev": {
-                "host": bootstrap,
+                "host": "127.0.0.1:59094",
+                "protocol": "kafka-secure",
+                "description": "The dev stack's broker (`make run`), as the services reach it: SASL_SSL.",
+                "security": [{"$ref": "#/components/securitySchemes/scram"}],
+            },
+            "dev-tools": {
+                "host": "127.0.0.1:59092",
                 "protocol": "kafka",
-                "description": "The dev stack's broker (`make run`); in production, the platform's own Kafka.",
-            }
+                "description": "The dev stack's PLAINTEXT listener on loopback, for tools (kcat) and tests.",
+            },
         },
         "channels": {name: _channel(t) for name, t in sorted(topics.items())},
         "operations": dict(sorted(operations.items())),
-        "components": {"messages": dict(sorted(messages.items())), "schemas": dict(sorted(schemas.items()))},
+        "components": {
+            "messages": dict(sorted(messages.items())),
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"scram": {"type": "scramSha512", "description": "A Kafka user of the service's own"}},
+        },
     }
 
 

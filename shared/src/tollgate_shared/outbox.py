@@ -143,6 +143,7 @@ class OutboxRelay:
                 return 0
             rows = await conn.fetch(
                 "SELECT id, topic, key, event_id, payload::text AS payload, payload->>'event_type' AS event_type, "
+                "  payload->>'correlation_id' AS correlation_id, "
                 "  extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited_s "
                 "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
                 self._batch_size,
@@ -180,7 +181,7 @@ class OutboxRelay:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
             choices = partitions[topic]
             queue = batches.setdefault((topic, choices[_key_hash(key) % len(choices)]), [])
-            record = relay_record(key, row["payload"], row["event_type"] or "", row["event_id"])
+            record = relay_record(key, row["payload"], row["event_type"] or "", row["event_id"], row["correlation_id"])
             if not queue or queue[-1].append(**record) is None:
                 queue.append(self._producer.create_batch())
                 if queue[-1].append(**record) is None:
@@ -193,19 +194,19 @@ class OutboxRelay:
         await asyncio.gather(*sent)
 
 
-def relay_record(key: bytes, payload: str, event_type: str, event_id: object) -> dict[str, Any]:
+def relay_record(
+    key: bytes, payload: str, event_type: str, event_id: object, correlation_id: str | None = None
+) -> dict[str, Any]:
     """One outbox row as the relay appends it to a record batch: the stored JSON as the
-    value, and the headers consumers route and deduplicate on."""
-    return {
-        "timestamp": None,
-        "key": key,
-        "value": payload.encode(),
-        "headers": [
-            ("content-type", b"application/json"),
-            ("event_type", event_type.encode()),
-            ("event_id", str(event_id).encode()),
-        ],
-    }
+    value, and the headers consumers route, deduplicate and trace on."""
+    headers = [
+        ("content-type", b"application/json"),
+        ("event_type", event_type.encode()),
+        ("event_id", str(event_id).encode()),
+    ]
+    if correlation_id:
+        headers.append(("correlation_id", correlation_id.encode()))
+    return {"timestamp": None, "key": key, "value": payload.encode(), "headers": headers}
 
 
 @functools.lru_cache(maxsize=65536)

@@ -34,8 +34,9 @@ from tollgate_shared.contracts import (
     payments_event,
     usage_from,
 )
+from tollgate_shared.contracts.compat import breaking_changes
 
-SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
+SNAPSHOTS = Path(__file__).resolve().parents[3] / "docs" / "schemas"  # published: consumers read them
 CONTRACTS: list[type[BaseModel]] = [
     PaymentSucceeded,
     SubscriptionStarted,
@@ -190,3 +191,71 @@ def test_json_schema_matches_snapshot(contract: type[BaseModel]) -> None:
         path.write_text(schema)
     assert path.exists(), f"no snapshot for {contract.__name__}; run with UPDATE_SNAPSHOTS=1"
     assert schema == path.read_text()
+
+
+class TestCompatibility:
+    """The contracts published in docs/schemas are a promise to consumers: a change that
+    would break one fails here (tollgate_shared.contracts.compat says which changes do)."""
+
+    @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.__name__)
+    def test_no_contract_breaks_its_published_schema(self, contract: type[BaseModel]) -> None:
+        published = json.loads((SNAPSHOTS / f"{contract.__name__}.json").read_text())
+        assert breaking_changes(published, contract.model_json_schema()) == []
+
+    def test_every_published_schema_still_has_its_contract(self) -> None:
+        assert {p.stem for p in SNAPSHOTS.glob("*.json")} == {c.__name__ for c in CONTRACTS}
+
+    def test_what_breaks_a_consumer_is_caught_and_what_does_not_is_allowed(self) -> None:
+        from typing import Literal
+
+        from pydantic import Field
+
+        class Old(BaseModel):
+            account_id: str
+            amount: int
+            kind: Literal["a", "b"]
+            note: str | None = None
+
+        def changes(new: type[BaseModel]) -> list[str]:
+            return breaking_changes(Old.model_json_schema(), new.model_json_schema())
+
+        class Added(Old):
+            extra: int = 0
+            more: str = Field(default="x")
+
+        class Widened(BaseModel):
+            account_id: str
+            amount: int
+            kind: Literal["a", "b", "c"]
+            note: str  # optional became required: consumers are fine
+
+        class Removed(BaseModel):
+            account_id: str
+            kind: Literal["a", "b"]
+            note: str | None = None
+
+        class Retyped(BaseModel):
+            account_id: str
+            amount: str
+            kind: Literal["a", "b"]
+            note: str | None = None
+
+        class Tightened(BaseModel):
+            account_id: str
+            amount: int
+            kind: Literal["a"]
+            note: str | None = None
+
+        class Loosened(BaseModel):
+            account_id: str | None = None
+            amount: int
+            kind: Literal["a", "b"]
+            note: str | None = None
+
+        assert changes(Added) == [] and changes(Widened) == []
+        assert changes(Removed) == ["amount: removed"]
+        (retyped,) = changes(Retyped)
+        assert retyped.startswith("amount: type") and "integer" in retyped and "string" in retyped
+        assert changes(Tightened) == ["kind: values ['b'] no longer allowed"]
+        loosened = changes(Loosened)
+        assert loosened[0] == "account_id: was required, now optional" and "null" in loosened[1]

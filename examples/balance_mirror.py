@@ -1,0 +1,90 @@
+"""A local copy of every Tollgate balance, kept from `ledger.balances`: what a service of
+yours would run to gate spending, show balances or alert, without calling the ledger.
+
+    python examples/balance_mirror.py --bootstrap 127.0.0.1:59092
+
+It needs only aiokafka (no Tollgate code): it reads the compacted topic from the
+beginning (which leaves the latest balance of every account, and maybe some older
+ones), keeps per ledger account the message with the highest `version`, and goes on
+reading new ones. Run it with a consumer group to resume where it stopped; a copy
+rebuilt from the start comes to the same state. docs/consuming-events.md explains why.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+TOPIC = "ledger.balances"
+
+
+class BalanceMirror:
+    """The newest balance per ledger account. Applying a message twice, or an older one
+    late, changes nothing: `version` only ever rises per account."""
+
+    def __init__(self) -> None:
+        self.balances: dict[str, dict[str, Any]] = {}
+
+    def apply(self, balance: dict[str, Any]) -> bool:
+        """True if this message is news."""
+        have = self.balances.get(balance["ledger_account"])
+        if have is not None and have["version"] >= balance["version"]:
+            return False
+        self.balances[balance["ledger_account"]] = balance
+        return True
+
+    def credits_of(self, account_id: str) -> dict[str, Any] | None:
+        """A customer's call credits (their account id is their Stripe customer id)."""
+        return self.balances.get(f"customer:{account_id}:credits")
+
+
+async def follow(
+    mirror: BalanceMirror,
+    bootstrap: str,
+    *,
+    group_id: str | None = None,
+    stop: asyncio.Event | None = None,
+    on_change: Callable[[dict[str, Any]], None] = lambda _balance: None,
+    **kafka: Any,
+) -> None:
+    """Read `ledger.balances` into `mirror` until `stop` is set."""
+    consumer = AIOKafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, group_id=group_id, auto_offset_reset="earliest", **kafka
+    )
+    await consumer.start()
+    try:
+        while stop is None or not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    if record.value is None:
+                        continue  # a tombstone: nothing the ledger sends today, but a reader must allow it
+                    balance = json.loads(record.value)
+                    if balance.get("event_type") == "BalanceUpdated" and mirror.apply(balance):
+                        on_change(balance)
+    finally:
+        await consumer.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", default="127.0.0.1:59092")
+    parser.add_argument("--group", default=None, help="a consumer group, to resume where the last run stopped")
+    args = parser.parse_args()
+
+    def show(b: dict[str, Any]) -> None:
+        print(json.dumps({k: b[k] for k in ("ledger_account", "current", "pending", "available", "version")}))
+
+    try:
+        asyncio.run(follow(BalanceMirror(), args.bootstrap, group_id=args.group, on_change=show))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
