@@ -51,7 +51,10 @@ async def test_a_paid_pack_shows_in_balances_statement_export_and_trial_balance(
     r = await admin.get("/v1/exports/journal", params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert any(x["account_id"] == balance["ledger_account"] and x["direction"] == "credit" for x in rows)
+    mine = [x for x in rows if x["account_id"] == balance["ledger_account"]]
+    assert [(x["kind"], x["unit"], x["amount"], x["amount_minor"]) for x in mine] == [
+        ("purchase", "CALLS", "-10000", "-10000")  # a credit: the customer holds 10,000 calls
+    ]
     r = await admin.get(
         "/v1/exports/journal",
         params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "format": "parquet"},
@@ -60,6 +63,11 @@ async def test_a_paid_pack_shows_in_balances_statement_export_and_trial_balance(
 
     r = await admin.get("/v1/trial-balance")
     assert r.status_code == 200 and r.json()["balanced"] is True
+    line = next(x for x in r.json()["accounts"] if x["account"] == balance["ledger_account"])
+    assert (line["opening"], line["credits"], line["closing"]) == (0, 10_000, -10_000)
+    assert line["name"] == f"Call credits of {account}"
+    r = await admin.get("/v1/revenue", params={"period": datetime.now(UTC).strftime("%Y-%m")})
+    assert r.status_code == 200 and r.json()["tied"] is True, r.json()
     assert (await admin.get("/v1/verify")).json() == {"ok": True, "problems": []}
 
 
@@ -178,7 +186,7 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
 
 async def test_finance_endpoints_need_an_operator_token(stack: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=stack["ledger_admin"]) as http:
-        for path in ("/v1/trial-balance", "/v1/verify", "/v1/exports/journal?period=2026-11"):
+        for path in ("/v1/trial-balance", "/v1/verify", "/v1/revenue?period=2026-11", "/v1/exports/journal?period=2026-11"):
             r = await http.get(path, headers={"Authorization": "Bearer wrong"})
             assert r.status_code == 401, path
             # A service's token opens the customer reads, not finance.

@@ -1,6 +1,7 @@
 """The one place that wires the ledger."""
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from tollgate_shared.auth import KeysDirectory, Tokens, customer, staff
@@ -11,6 +12,7 @@ from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 from . import admin_api, api, consumers, finance_api, metrics
 from .book import Book
 from .config import Settings
+from .exports import GlCodes
 from .handlers import expire_what_is_due
 
 SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
@@ -20,7 +22,8 @@ log = get_logger(__name__)
 
 
 def consumer_deps(settings: Settings) -> consumers.Deps:
-    return consumers.Deps(settings.low_balance_threshold)
+    days = settings.paid_credits_valid_days
+    return consumers.Deps(settings.low_balance_threshold, timedelta(days=days) if days else None)
 
 
 def build_app(settings: Settings) -> Service:
@@ -49,7 +52,7 @@ def build_app(settings: Settings) -> Service:
         admin=[
             api.router(runtime, operators_or_services, ["operator", "internal"]),
             # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
-            finance_api.router(runtime, operators),
+            finance_api.router(runtime, operators, GlCodes.load(settings.gl_codes_file)),
             admin_api.router(runtime, operators, threshold),
         ],
         background=[sweep_forever],

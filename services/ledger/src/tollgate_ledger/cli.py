@@ -1,27 +1,32 @@
 """`python -m tollgate_ledger.cli <command>`: the ledger for finance and operators.
 
-export --period 2026-11 | --from ISO --to ISO  [--format csv|parquet] [--out FILE]
+export --period 2026-11 | --from ISO --to ISO  [--asset USD/2] [--format csv|parquet] [--out FILE]
 trial-balance [--period P | --as-of ISO]   exits 1 if any asset does not sum to zero
+revenue --period P                         the deferred-revenue roll-forward; exits 1 if it does not tie
 statement --account LEDGER_ACCOUNT --from ISO --to ISO
 close --period P                           closes the period; exits 1 if refused
 verify                                     exits 1 if the chain or totals are broken
 reconcile --from ISO --to ISO              exits 1 if anything is unmatched with Stripe
 
-Every command reads LEDGER_DATABASE_URL (and LEDGER_SCHEMA_NAME); reconcile also needs
-LEDGER_STRIPE_API_KEY (and LEDGER_STRIPE_API_BASE).
+Every command reads LEDGER_DATABASE_URL (and LEDGER_SCHEMA_NAME); export reads
+LEDGER_GL_CODES_FILE if set; only reconcile needs LEDGER_STRIPE_API_KEY (and
+LEDGER_STRIPE_API_BASE). export streams: its memory does not grow with the period.
 """
 
 import argparse
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import stripe
 
 from tollgate_shared import db
 
-from . import finance, repo
+from . import exports, finance, repo
 from .config import BookSettings, ReconcileSettings
 from .reconcile import reconcile
 
@@ -36,12 +41,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tollgate-ledger", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("command", choices=["export", "trial-balance", "statement", "close", "verify", "reconcile"])
+    p.add_argument(
+        "command", choices=["export", "trial-balance", "revenue", "statement", "close", "verify", "reconcile"]
+    )
     p.add_argument("--period")
     p.add_argument("--from", dest="start", type=datetime.fromisoformat)
     p.add_argument("--to", dest="end", type=datetime.fromisoformat)
     p.add_argument("--as-of", dest="as_of", type=datetime.fromisoformat)
     p.add_argument("--account")
+    p.add_argument("--asset", help="export: only this unit (USD/2, CALLS)")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", type=Path)
     return p
@@ -53,12 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(run(args, settings))
 
 
-def _write(out: Path | None, data: bytes) -> int:
-    if out is None:
-        sys.stdout.buffer.write(data)
-    else:
-        out.write_bytes(data)
-    return 0
+async def export(conn: Any, selection: exports.Selection, gl: exports.GlCodes, args: argparse.Namespace) -> int:
+    """Stream the export to --out (or stdout); returns the postings written."""
+    counted = 0
+
+    async def counting() -> AsyncIterator[list[dict[str, Any]]]:
+        nonlocal counted
+        async for chunk in exports.rows(conn, selection, gl):
+            counted += len(chunk)
+            yield chunk
+
+    # A CLI writing its one output: blocking writes are what it does.
+    with open(args.out, "wb") if args.out else contextlib.nullcontext(sys.stdout.buffer) as sink:  # noqa: ASYNC230
+        if args.format == "parquet":
+            await exports.parquet_file(counting(), sink)
+        else:
+            async for piece in exports.csv_chunks(counting()):
+                sink.write(piece)
+    return counted
 
 
 async def run(args: argparse.Namespace, settings: BookSettings) -> int:
@@ -67,12 +87,14 @@ async def run(args: argparse.Namespace, settings: BookSettings) -> int:
         async with pool.acquire() as conn:
             match args.command:
                 case "export":
-                    rows = await finance.journal_rows(conn, finance.Selection(args.period, args.start, args.end))
-                    data = finance.to_parquet(rows) if args.format == "parquet" else finance.to_csv(rows)
-                    print(f"export: {len(rows)} postings", file=sys.stderr)
-                    return _write(args.out, data)
+                    selection = exports.Selection(args.period, args.start, args.end, args.asset)
+                    written = await export(conn, selection, exports.GlCodes.load(settings.gl_codes_file), args)
+                    print(f"export: {written} postings", file=sys.stderr)
+                    return 0
                 case "trial-balance":
                     return print_trial_balance(await repo.trial_balance(conn, as_of=args.as_of, period=args.period))
+                case "revenue":
+                    return print_revenue(await finance.revenue(conn, args.period))
                 case "statement":
                     st = await repo.statement(conn, args.account, args.start, args.end)
                     if st is None:
@@ -113,14 +135,39 @@ async def run(args: argparse.Namespace, settings: BookSettings) -> int:
 
 
 def print_trial_balance(tb: repo.TrialBalance) -> int:
+    print("asset\taccount\ttype\topening\tdebits\tcredits\tclosing")
     for r in tb.rows:
-        print(f"{r.asset}\t{r.account_id}\t{r.type}\tdebits={r.debits}\tcredits={r.credits}")
+        print(f"{r.asset}\t{r.account_id}\t{r.type}\t{r.opening}\t{r.debits}\t{r.credits}\t{r.closing}")
     for asset, (debits, credits) in tb.totals().items():
         print(f"total\t{asset}\tdebits={debits}\tcredits={credits}\t{'ok' if debits == credits else 'OFF'}")
     if off := tb.off_balance():
         print(f"trial-balance: does not balance: {off}", file=sys.stderr)
         return 1
     return 0
+
+
+ROLL_FORWARD = (
+    ("opening", "opening"),
+    ("+ prepayments", "prepayments"),
+    ("- recognised from usage", "recognised_usage"),
+    ("- recognised from expiry", "recognised_expiry"),
+    ("- refunds", "refunds"),
+    ("- disputes lost", "disputes_lost"),
+    ("+ corrections", "corrections"),
+    ("= closing", "closing"),
+    ("prepaid accounts hold", "prepaid_closing"),
+    ("revenue booked", "revenue_booked"),
+)
+
+
+def print_revenue(lines: list[finance.RollForward]) -> int:
+    """Each currency's roll-forward, in minor units; 1 if any does not tie."""
+    for rf in lines:
+        for label, attr in ROLL_FORWARD:
+            print(f"{rf.period}\t{rf.asset}\t{label}\t{getattr(rf, attr)}")
+        for problem in rf.problems:
+            print(f"revenue: does not tie: {problem}", file=sys.stderr)
+    return 0 if all(rf.tied for rf in lines) else 1
 
 
 if __name__ == "__main__":

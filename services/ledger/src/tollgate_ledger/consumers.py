@@ -2,6 +2,7 @@
 consumer's transaction, with the batch's offsets."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
@@ -41,6 +42,7 @@ log = get_logger(__name__)
 @dataclass(frozen=True)
 class Deps:
     low_balance_threshold: int
+    paid_credits_valid_for: timedelta | None = None  # None: paid credits never expire
 
 
 async def book_payments(deps: Deps, conn: asyncpg.Connection, events: list[PaymentsEvent]) -> None:
@@ -49,7 +51,7 @@ async def book_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payme
         try:
             match event:
                 case PaymentSucceeded():
-                    await credit_purchase(book, event)
+                    await credit_purchase(book, event, deps.paid_credits_valid_for)
                 case PaymentRefunded():
                     await refund_payment(book, event)
                 case DisputeOpened():
@@ -59,7 +61,7 @@ async def book_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payme
                 case TopUpRequested():
                     await hold_top_up(book, event)
                 case TopUpSucceeded():
-                    await settle_top_up(book, event)
+                    await settle_top_up(book, event, deps.paid_credits_valid_for)
                 case TopUpFailed():
                     await fail_top_up(book, event)
         except Rejected as exc:

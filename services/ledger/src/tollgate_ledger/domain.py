@@ -130,6 +130,33 @@ def dispute_losses(currency: str) -> Account:
     return system_account("dispute_losses", "expense", money_asset(currency))
 
 
+def revenue_from_usage(currency: str) -> Account:
+    """Money earned as prepaid credits are used (recognition.py)."""
+    return system_account("revenue_from_usage", "revenue", money_asset(currency))
+
+
+def revenue_from_expiry(currency: str) -> Account:
+    """Money earned as paid credits expire unused (breakage)."""
+    return system_account("revenue_from_expiry", "revenue", money_asset(currency))
+
+
+def account_name(account_id: str) -> str:
+    """What an account is, from the parts of its id (contracts/ledger.py names them)."""
+    parts = account_id.split(":")
+    if parts[0] == "customer" and len(parts) >= 3:
+        whose = parts[1]
+        match parts[2]:
+            case "credits":
+                return f"Call credits of {whose}"
+            case "overdrawn":
+                return f"Calls {whose} used beyond their credits"
+            case "prepaid":
+                return f"Money {whose} prepaid for credits ({parts[3] if len(parts) > 3 else ''})".replace(" ()", "")
+    if parts[0] == "system" and len(parts) >= 2:
+        return parts[1].replace("_", " ").capitalize()
+    return account_id
+
+
 CREDITS_ISSUED = system_account("credits_issued", "equity", CALLS)
 CREDITS_CONSUMED = system_account("credits_consumed", "revenue", CALLS)
 CREDITS_EXPIRED = system_account("credits_expired", "revenue", CALLS)

@@ -1,100 +1,128 @@
-"""For finance: journal exports, period close, and verifying the chain and the totals."""
+"""For finance: the deferred-revenue roll-forward, period close, and verifying the chain
+and the totals (exports.py streams the journal)."""
 
-import csv
-import io
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 
 import asyncpg
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .book import Book
 from .domain import ChainedRecord, chain_hash, next_period, period_bounds
 
-EXPORT_COLUMNS = (
-    "tx_id",
-    "seq",
-    "business_time",
-    "created_at",
-    "period",
-    "kind",
-    "account_id",
-    "account_type",
-    "asset",
-    "amount",
-    "direction",
-    "idempotency_key",
-    "source_ref",
-    "reverses",
-)
-EXPORT_SCHEMA = pa.schema(
-    [
-        ("tx_id", pa.int64()),
-        ("seq", pa.int64()),
-        ("business_time", pa.timestamp("us", tz="UTC")),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("period", pa.string()),
-        ("kind", pa.string()),
-        ("account_id", pa.string()),
-        ("account_type", pa.string()),
-        ("asset", pa.string()),
-        ("amount", pa.int64()),
-        ("direction", pa.string()),
-        ("idempotency_key", pa.string()),
-        ("source_ref", pa.string()),
-        ("reverses", pa.int64()),
-    ]
-)
+# --- revenue -------------------------------------------------------------------------
+
+# The accounts of customers' prepaid money (domain.customer_prepaid), and the revenue
+# recognised from it (domain.revenue_from_usage / revenue_from_expiry).
+IS_PREPAID = "a.id = 'customer:' || a.owner || ':prepaid:' || a.asset"
+IS_RECOGNISED_REVENUE = "a.id IN ('system:revenue_from_usage:' || a.asset, 'system:revenue_from_expiry:' || a.asset)"
+# What each kind of journal entry does to the customers' prepaid money (deferred revenue).
+PREPAYMENTS = ("purchase", "top_up")
+RECOGNISED_FROM_USAGE = ("usage", "overdraft_settlement")
+RECOGNISED_FROM_EXPIRY = ("grant_expiry",)
+CORRECTIONS = ("transfer", "reversal", "correction", "manual_adjustment_transfer")  # an operator's, by hand
+EXPLAINED = (*PREPAYMENTS, *RECOGNISED_FROM_USAGE, *RECOGNISED_FROM_EXPIRY, "refund", "dispute_loss", *CORRECTIONS)
 
 
 @dataclass(frozen=True)
-class Selection:
-    """A period ('2026-11', by the period each entry was booked in) or business-time range."""
+class RollForward:
+    """One currency's deferred revenue through a period, in minor units (credit balances
+    positive): opening + prepayments - recognised - refunds - disputes lost + corrections
+    = closing."""
 
-    period: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    period: str
+    asset: str
+    opening: int
+    prepayments: int
+    recognised_usage: int
+    recognised_expiry: int
+    refunds: int
+    disputes_lost: int
+    corrections: int
+    unexplained: int  # moved by an entry of a kind that should never touch prepaid money
+    prepaid_closing: int  # what the prepaid liability accounts hold at the period's end
+    revenue_booked: int  # what the revenue accounts were credited in the period
+    closed_opening: int | None = None  # the previous period's closing as its close stamped it
+    problems: list[str] = field(default_factory=list)
 
-    def where(self) -> tuple[str, list[object]]:
-        if self.period is not None:
-            return "t.period = $1", [self.period]
-        if self.start is not None and self.end is not None:
-            return "t.business_time >= $1 AND t.business_time < $2", [self.start, self.end]
-        raise ValueError("give a period, or both start and end")
+    @property
+    def recognised(self) -> int:
+        return self.recognised_usage + self.recognised_expiry
+
+    @property
+    def closing(self) -> int:
+        return self.opening + self.prepayments - self.recognised - self.refunds - self.disputes_lost + self.corrections
+
+    @property
+    def tied(self) -> bool:
+        return not self.problems
 
 
-async def journal_rows(conn: asyncpg.Connection, selection: Selection) -> list[dict[str, object]]:
-    """One row per posting: amounts are positive with a direction, as finance reads them."""
-    where, args = selection.where()
+async def revenue(conn: asyncpg.Connection, period: str) -> list[RollForward]:
+    """The deferred-revenue roll-forward of `period`, per currency, tied out: the
+    roll-forward's closing equals the prepaid accounts' balance, the revenue accounts
+    were credited exactly what was recognised, no entry of an unexpected kind moved
+    prepaid money, and the opening is what the last close stamped."""
+    in_period = "period = $1 AND kind = ANY"
     rows = await conn.fetch(
-        "SELECT t.id AS tx_id, t.seq, t.business_time, t.created_at, t.period, t.kind, p.account_id, "
-        "  a.type AS account_type, p.asset, abs(p.amount) AS amount, "
-        "  CASE WHEN p.amount > 0 THEN 'debit' ELSE 'credit' END AS direction, "
-        "  t.idempotency_key, t.source_ref, t.reverses "
-        "FROM journal_transactions t JOIN postings p ON p.tx_id = t.id JOIN accounts a ON a.id = p.account_id "
-        f"WHERE {where} ORDER BY t.seq, p.id",
-        *args,
+        "WITH prepaid AS ("
+        "  SELECT p.asset, t.period, t.kind, -p.amount AS credit FROM postings p "
+        "  JOIN journal_transactions t ON t.id = p.tx_id JOIN accounts a ON a.id = p.account_id "
+        f"  WHERE {IS_PREPAID} AND t.period <= $1), "
+        "revenue AS ("
+        "  SELECT p.asset, -sum(p.amount)::bigint AS credited FROM postings p "
+        "  JOIN journal_transactions t ON t.id = p.tx_id JOIN accounts a ON a.id = p.account_id "
+        f"  WHERE {IS_RECOGNISED_REVENUE} AND t.period = $1 GROUP BY p.asset), "
+        "closed AS ("
+        "  SELECT pb.asset, -sum(pb.closing)::bigint AS closing "
+        "  FROM period_balances pb JOIN accounts a ON a.id = pb.account_id "
+        "  WHERE pb.period = (SELECT max(period) FROM periods WHERE period < $1) "
+        f"    AND {IS_PREPAID} GROUP BY pb.asset) "
+        "SELECT x.asset, "
+        "  coalesce(sum(credit) FILTER (WHERE period < $1), 0)::bigint AS opening, "
+        f"  coalesce(sum(credit) FILTER (WHERE {in_period}($2::text[])), 0)::bigint AS prepayments, "
+        f"  coalesce(-sum(credit) FILTER (WHERE {in_period}($3::text[])), 0)::bigint AS recognised_usage, "
+        f"  coalesce(-sum(credit) FILTER (WHERE {in_period}($4::text[])), 0)::bigint AS recognised_expiry, "
+        "  coalesce(-sum(credit) FILTER (WHERE period = $1 AND kind = 'refund'), 0)::bigint AS refunds, "
+        "  coalesce(-sum(credit) FILTER (WHERE period = $1 AND kind = 'dispute_loss'), 0)::bigint AS disputes_lost, "
+        f"  coalesce(sum(credit) FILTER (WHERE {in_period}($5::text[])), 0)::bigint AS corrections, "
+        "  coalesce(sum(credit) FILTER (WHERE period = $1 AND NOT kind = ANY($6::text[])), 0)::bigint AS unexplained, "
+        "  coalesce(sum(credit), 0)::bigint AS prepaid_closing, "
+        "  coalesce(max(r.credited), 0)::bigint AS revenue_booked, max(c.closing) AS closed_opening "
+        "FROM (SELECT asset FROM prepaid UNION SELECT asset FROM revenue) x "
+        "LEFT JOIN prepaid USING (asset) LEFT JOIN revenue r ON r.asset = x.asset "
+        "LEFT JOIN closed c ON c.asset = x.asset "
+        "GROUP BY x.asset ORDER BY x.asset",
+        period,
+        list(PREPAYMENTS),
+        list(RECOGNISED_FROM_USAGE),
+        list(RECOGNISED_FROM_EXPIRY),
+        list(CORRECTIONS),
+        list(EXPLAINED),
     )
-    return [dict(r) for r in rows]
+    out = []
+    for r in rows:
+        rf = RollForward(
+            period, r["asset"], r["opening"], r["prepayments"], r["recognised_usage"], r["recognised_expiry"],
+            r["refunds"], r["disputes_lost"], r["corrections"], r["unexplained"], r["prepaid_closing"],
+            r["revenue_booked"], r["closed_opening"],
+        )  # fmt: skip
+        rf.problems.extend(_tie_out(rf))
+        out.append(rf)
+    return out
 
 
-def to_csv(rows: list[dict[str, object]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {k: v.isoformat() if isinstance(v, datetime) else ("" if v is None else v) for k, v in row.items()}
+def _tie_out(rf: RollForward) -> list[str]:
+    problems = []
+    if rf.closing != rf.prepaid_closing:
+        problems.append(
+            f"{rf.asset}: the roll-forward closes at {rf.closing}, prepaid accounts hold {rf.prepaid_closing}"
         )
-    return out.getvalue().encode()
-
-
-def to_parquet(rows: list[dict[str, object]]) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA)
-    out = io.BytesIO()
-    pq.write_table(table, out)
-    return out.getvalue()
+    if rf.recognised != rf.revenue_booked:
+        problems.append(f"{rf.asset}: {rf.recognised} recognised from prepaid, {rf.revenue_booked} booked as revenue")
+    if rf.unexplained:
+        problems.append(f"{rf.asset}: {rf.unexplained} of prepaid money moved by entries that should not move it")
+    if rf.closed_opening is not None and rf.closed_opening != rf.opening:
+        problems.append(f"{rf.asset}: opening {rf.opening}, but the last close stamped {rf.closed_opening}")
+    return problems
 
 
 # --- period close ---------------------------------------------------------------------
@@ -122,6 +150,9 @@ async def close_period(conn: asyncpg.Connection, period: str) -> Closed:
         raise CloseRefused(f"periods close in order: the next to close is {next_period(last)}")
     if end > book.now:
         raise CloseRefused(f"{period} has not ended yet (it ends {end.isoformat()})")
+    untied = [problem for rf in await revenue(conn, period) for problem in rf.problems]
+    if untied:
+        raise CloseRefused(f"the deferred-revenue roll-forward does not tie: {'; '.join(untied)}")
     head = await conn.fetchrow("SELECT seq, hash FROM chain_head")
     await conn.execute(
         "INSERT INTO periods (period, starts_at, ends_at, closed_at, chain_seq, chain_hash) "
@@ -161,10 +192,29 @@ async def close_period(conn: asyncpg.Connection, period: str) -> Closed:
 
 # --- verify ---------------------------------------------------------------------------
 
+# The sub-ledger against the ledger: what each customer's paid grants have not yet
+# recognised or returned is exactly what their prepaid account holds, per currency.
+DEFERRED_BY_GRANTS = (
+    "WITH deferred AS ("
+    "  SELECT a.owner, upper(g.currency) AS currency, "
+    "    sum(g.paid_minor - g.recognised_minor - g.returned_minor)::bigint AS deferred "
+    "  FROM credit_grants g JOIN accounts a ON a.id = g.account_id WHERE g.paid_minor > 0 "
+    "  GROUP BY a.owner, upper(g.currency)), "
+    "held AS ("
+    "  SELECT a.owner, split_part(a.asset, '/', 1) AS currency, b.credits_posted - b.debits_posted AS held "
+    "  FROM accounts a JOIN balances b ON b.account_id = a.id "
+    f"  WHERE {IS_PREPAID}) "
+    "SELECT coalesce(d.owner, h.owner) AS owner, coalesce(d.currency, h.currency) AS currency, "
+    "  coalesce(d.deferred, 0) AS deferred, coalesce(h.held, 0) AS held "
+    "FROM deferred d FULL JOIN held h ON h.owner = d.owner AND h.currency = d.currency "
+    "WHERE coalesce(d.deferred, 0) <> coalesce(h.held, 0) ORDER BY 1, 2"
+)
+
 
 async def verify(conn: asyncpg.Connection, *, chunk: int = 5000) -> list[str]:
-    """Recompute the hash chain from the journal and check the running totals against the
-    postings; returns every problem found (none when the book is intact)."""
+    """Recompute the hash chain from the journal, check the running totals against the
+    postings and the paid grants' deferred money against the prepaid accounts; returns
+    every problem found (none when the book is intact)."""
     problems: list[str] = []
     prev = bytes(32)
     last_seq = 0
@@ -235,6 +285,11 @@ async def verify(conn: asyncpg.Connection, *, chunk: int = 5000) -> list[str]:
             "WHERE b.debits_posted <> coalesce(s.d, 0) OR b.credits_posted <> coalesce(s.c, 0)"
         ):
             problems.append(f"account {r['account_id']}: running totals differ from its postings")
+        for r in await conn.fetch(DEFERRED_BY_GRANTS):
+            problems.append(
+                f"{r['owner']} {r['currency']}: paid grants leave {r['deferred']} deferred, "
+                f"the prepaid account holds {r['held']}"
+            )
         for r in await conn.fetch(
             "SELECT tx_id, asset FROM postings GROUP BY tx_id, asset HAVING sum(amount) <> 0 ORDER BY tx_id"
         ):

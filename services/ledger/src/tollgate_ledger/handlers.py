@@ -9,8 +9,9 @@ by the Stripe event, since several events describe one fact.
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -54,9 +55,12 @@ from .domain import (
     customer_prepaid,
     dispute_losses,
     refunds_paid,
+    revenue_from_expiry,
+    revenue_from_usage,
     stripe_clearing,
 )
 from .holds import Outcome, Resolution, Transfer, hold_row, pending, stage_post, stage_transfer, stage_void
+from .recognition import Recognition, Terms
 
 log = get_logger(__name__)
 ADJUSTMENT_PRIORITY = 50  # between promotional (burned first) and paid credits
@@ -68,14 +72,17 @@ REVERSIBLE = frozenset({"transfer", "manual_adjustment_transfer", "correction"})
 # --- payments ------------------------------------------------------------------------------
 
 
-async def credit_purchase(book: Book, fact: PaymentSucceeded) -> bool:
+async def credit_purchase(book: Book, fact: PaymentSucceeded, valid_for: timedelta | None = None) -> bool:
     """Money in at Stripe, owed back as service; the customer's credits grow by a paid
-    grant, which first pays any usage booked beyond their credits."""
+    grant (ending `valid_for` after the payment, if paid credits expire), which first
+    pays any usage booked beyond their credits."""
     key = f"purchase:{fact.checkout_session_id}"
     if await book.booked([key]):
         return False
     reference = fact.payment_intent_id or fact.checkout_session_id
-    await _book_paid_credits(book, key, "purchase", fact.account_id, fact.credits, fact.amount, reference, fact)
+    await _book_paid_credits(
+        book, key, "purchase", fact.account_id, fact.credits, fact.amount, reference, fact, valid_for=valid_for
+    )
     return True
 
 
@@ -90,6 +97,7 @@ async def _book_paid_credits(
     fact: Event,
     *,
     credits_posted: bool = False,
+    valid_for: timedelta | None = None,
 ) -> None:
     """Money in at Stripe, owed back as service, and a paid grant of the credits it bought
     (`credits_posted`: a top-up's hold already posted them; only the money is booked)."""
@@ -104,17 +112,20 @@ async def _book_paid_credits(
     if amount.amount_minor:
         postings += [Posting(clearing, amount.amount_minor), Posting(prepaid, -amount.amount_minor)]
     book.post(Entry(key, kind, fact.occurred_at, tuple(postings), reference))
-    grant = Grant(key, PAID_PRIORITY, credits_bought, None)
-    taken = await _settle_overdrawn(book, account, key, grant)
+    expires_at = fact.occurred_at + valid_for if valid_for else None
+    grant = Grant(key, PAID_PRIORITY, credits_bought, expires_at)
+    terms = Terms(key, amount.amount_minor, credits_bought, currency, credits_bought) if amount.amount_minor else None
+    taken, recognised = await _settle_overdrawn(book, account, key, grant, terms)
     booked = await book.flush()
     await repo.insert_grant(
         book.conn,
         repo.NewGrant(
             key, credits.id, "paid", PAID_PRIORITY, credits_bought, grant.remaining, booked[key].tx_id,
-            source_ref=reference, paid_minor=amount.amount_minor, currency=currency,
+            source_ref=reference, paid_minor=amount.amount_minor, currency=currency, expires_at=expires_at,
         ),
     )  # fmt: skip
     await repo.take_from_grants(book.conn, taken)
+    await repo.record_recognition(book.conn, recognised)
 
 
 TOP_UP_HOLD_S = 7 * 24 * 3600  # a charge Stripe never answers for is given up after a week
@@ -141,7 +152,7 @@ async def hold_top_up(book: Book, fact: TopUpRequested) -> bool:
     return outcome == "created"
 
 
-async def settle_top_up(book: Book, fact: TopUpSucceeded) -> bool:
+async def settle_top_up(book: Book, fact: TopUpSucceeded, valid_for: timedelta | None = None) -> bool:
     """A top-up paid: its pending credits posted (or, paid outside Tollgate, credited at
     once), the money booked, and a paid grant like a pack's."""
     key = f"top-up-paid:{fact.top_up_id}"
@@ -154,7 +165,7 @@ async def settle_top_up(book: Book, fact: TopUpSucceeded) -> bool:
         await post_hold(book, hold_id, None)
     await _book_paid_credits(
         book, key, "top_up", fact.account_id, fact.credits, fact.amount, fact.payment_intent_id, fact,
-        credits_posted=held,
+        credits_posted=held, valid_for=valid_for,
     )  # fmt: skip
     return True
 
@@ -168,24 +179,50 @@ async def fail_top_up(book: Book, fact: TopUpFailed) -> bool:
     return await void_hold(book, hold_id)
 
 
-async def _settle_overdrawn(book: Book, account_id: str, cause: str, new: Grant) -> dict[str, int]:
-    """Pay usage booked beyond the customer's credits out of credits that arrive now.
+async def _settle_overdrawn(
+    book: Book, account_id: str, cause: str, new: Grant, new_terms: Terms | None = None
+) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Pay usage booked beyond the customer's credits out of credits that arrive now, and
+    recognise the money of the paid credits that pay it.
 
     Usage and payments come on different topics, so usage can be booked before the
     purchase that covers it; settling on every grant makes the final balances the same
     whatever order the two were read in. Posts the settlement; returns what it took
-    from the customer's existing grants (`new` is taken from in place)."""
+    from the customer's existing grants (`new` is taken from in place) and what each
+    paid grant recognised."""
     credits, overdrawn = customer_credits(account_id), customer_overdrawn(account_id)
     owed, spendable = book.balance(overdrawn.id).current, book.balance(credits.id).available
     if owed <= 0 or spendable <= 0:
-        return {}
+        return {}, {}
     existing = (await repo.live_grants(book.conn, [credits.id]))[credits.id]
     taken, _ = allocate([*existing, new], min(owed, spendable), book.now)
     units = sum(taken.values())
-    if units:
-        postings = (Posting(credits, units), Posting(overdrawn, -units))
-        book.post(Entry(f"settle:{cause}", "overdraft_settlement", book.now, postings))
-    return {grant_id: n for grant_id, n in taken.items() if grant_id != new.id}
+    if not units:
+        return {}, {}
+    recognition = await _recognition(book, {account_id: list(taken)}, revenue_from_usage, new_terms)
+    postings = (
+        Posting(credits, units),
+        Posting(overdrawn, -units),
+        *recognition.postings(account_id, taken, revenue_from_usage),
+    )
+    book.post(Entry(f"settle:{cause}", "overdraft_settlement", book.now, postings))
+    return {grant_id: n for grant_id, n in taken.items() if grant_id != new.id}, recognition.done
+
+
+async def _recognition(
+    book: Book, grants: dict[str, list[str]], revenue: Callable[[str], Account], new: Terms | None = None
+) -> Recognition:
+    """The terms of the paid grants among `grants` (customer account -> grant ids), and
+    `new` (a grant booked in this Book); loads the prepaid and revenue accounts they move."""
+    terms = await repo.paid_terms(book.conn, [g for ids in grants.values() for g in ids])
+    if new is not None:
+        terms[new.grant_id] = new
+    currency = {t.grant_id: t.currency for t in terms.values()}
+    owned = {(account, currency[g]) for account, ids in grants.items() for g in ids if g in currency}
+    await book.load(
+        [*(customer_prepaid(a, c) for a, c in sorted(owned)), *(revenue(c) for c in sorted(set(currency.values())))]
+    )
+    return Recognition.of(terms)
 
 
 async def refund_payment(book: Book, fact: PaymentRefunded) -> bool:
@@ -202,19 +239,31 @@ async def refund_payment(book: Book, fact: PaymentRefunded) -> bool:
     currency = fact.amount_refunded.currency
     prepaid, clearing = customer_prepaid(fact.account_id, currency), stripe_clearing(currency)
     await book.load([prepaid, clearing, refunds_paid(currency)])
-    postings = [Posting(prepaid, money), Posting(clearing, -money)]
-    if book.balance(prepaid.id).available < money:
-        # Refunding more than the customer prepaid (e.g. a charge the ledger never saw).
-        postings = [Posting(refunds_paid(currency), money), Posting(clearing, -money)]
+    # What the pack's money still deferred covers comes out of prepaid; the rest paid for
+    # credits already used (revenue recognised), or for a charge the ledger never saw.
+    from_prepaid = _from_prepaid(book, prepaid, grant, money)
+    postings = [Posting(clearing, -money)]
+    if from_prepaid:
+        postings.append(Posting(prepaid, from_prepaid))
+    if money > from_prepaid:
+        postings.append(Posting(refunds_paid(currency), money - from_prepaid))
     back = await _credits_back(book, fact.account_id, grant, money, REFUNDED_USAGE)
     reverses = grant["granted_tx"] if grant else None
     entry = Entry(key, "refund", fact.occurred_at, (*postings, *back.postings), fact.payment_intent_id, reverses)
     book.post(entry)
     await book.flush()
     if grant:
-        await repo.record_return(book.conn, grant["id"], back.unused, refunded=money)
+        await repo.record_return(book.conn, grant["id"], back.unused, refunded=money, from_prepaid=from_prepaid)
     log.info("refund booked", payment_intent=fact.payment_intent_id, money=money, unused=back.unused, used=back.used)
     return True
+
+
+def _from_prepaid(book: Book, prepaid: Account, grant: asyncpg.Record | None, money: int) -> int:
+    """How much of `money` returned to the customer comes out of the paid grant's money
+    still deferred (none for a charge the ledger never granted anything for)."""
+    if grant is None:
+        return 0
+    return max(0, min(money, int(grant["prepaid_left"]), book.balance(prepaid.id).available))
 
 
 @dataclass(frozen=True)
@@ -286,15 +335,17 @@ async def close_dispute(book: Book, fact: DisputeClosed) -> bool:
     if resolution is None and row is not None:
         return False  # closed before
     grant = await repo.paid_grant(book.conn, fact.payment_intent_id) if lost else None
-    back = await _stage_dispute_loss(book, fact, grant) if lost and fact.account_id else None
+    loss = await _stage_dispute_loss(book, fact, grant) if lost and fact.account_id else None
     booked = await book.flush()
     if placed is not None:
         await repo.insert_holds(book.conn, [placed])
         resolution = resolution or Resolution(spec.id, "voided", 0, None)
     assert resolution is not None
     await repo.resolve_holds(book.conn, [resolution.row(booked, book.now)])
-    if grant and back:
-        await repo.record_return(book.conn, grant["id"], back.unused, disputed=fact.amount.amount_minor)
+    if grant and loss:
+        back, from_prepaid = loss
+        disputed = fact.amount.amount_minor
+        await repo.record_return(book.conn, grant["id"], back.unused, disputed=disputed, from_prepaid=from_prepaid)
     return True
 
 
@@ -307,22 +358,23 @@ def _post_unheld(book: Book, spec: Transfer, fact: DisputeClosed) -> Resolution:
     return Resolution(spec.id, "posted", spec.amount, key)
 
 
-async def _stage_dispute_loss(book: Book, fact: DisputeClosed, grant: asyncpg.Record | None) -> CreditsBack:
-    """What a lost dispute owes the customer no more: the prepaid money it took back (the
-    loss is offset by the liability it ends) and the credits that money bought."""
+async def _stage_dispute_loss(book: Book, fact: DisputeClosed, grant: asyncpg.Record | None) -> tuple[CreditsBack, int]:
+    """What a lost dispute owes the customer no more: the pack's money still deferred that
+    it took back (that much of the loss is offset by the liability it ends; the rest paid
+    for credits already used) and the credits that money bought. Returns the credits
+    back and the money taken out of prepaid."""
     assert fact.account_id is not None
     amount, currency = fact.amount.amount_minor, fact.amount.currency
     prepaid, losses = customer_prepaid(fact.account_id, currency), dispute_losses(currency)
     await book.load([prepaid, losses])
-    postings: list[Posting] = []
-    if book.balance(prepaid.id).available >= amount:
-        postings = [Posting(prepaid, amount), Posting(losses, -amount)]
+    from_prepaid = _from_prepaid(book, prepaid, grant, amount)
+    postings = [Posting(prepaid, from_prepaid), Posting(losses, -from_prepaid)] if from_prepaid else []
     back = await _credits_back(book, fact.account_id, grant, amount, DISPUTED_USAGE)
     if postings or back.postings:
         key = f"dispute-loss:{fact.dispute_id}"
         reverses = grant["granted_tx"] if grant else None
         book.post(Entry(key, "dispute_loss", fact.occurred_at, (*postings, *back.postings), fact.dispute_id, reverses))
-    return back
+    return back, from_prepaid
 
 
 # --- usage ---------------------------------------------------------------------------------
@@ -349,6 +401,9 @@ async def burn_usage(book: Book, usages: list[UsageIntake], *, dedup: bool = Tru
         [CREDITS_CONSUMED, *(customer_credits(a) for a in accounts), *(customer_overdrawn(a) for a in accounts)]
     )
     grants = await repo.live_grants(book.conn, [customer_credits(a).id for a in accounts])
+    recognition = await _recognition(
+        book, {a: [g.id for g in grants[customer_credits(a).id]] for a in accounts}, revenue_from_usage
+    )
     taken: dict[str, int] = defaultdict(int)
     for (account, hour), records in sorted(groups.items()):
         credits, overdrawn = customer_credits(account), customer_overdrawn(account)
@@ -362,11 +417,13 @@ async def burn_usage(book: Book, usages: list[UsageIntake], *, dedup: bool = Tru
             postings.append(Posting(credits, burned))
         if units > burned:
             postings.append(Posting(overdrawn, units - burned))
+        postings += recognition.postings(account, from_grants, revenue_from_usage)
         business_time = max(u.occurred_at for u in records)
         book.post(Entry(keys[(account, hour)], "usage", business_time, tuple(postings), records[0].event_id))
         book.count_usage(credits.id, units)
     await book.flush()
     await repo.take_from_grants(book.conn, taken)
+    await repo.record_recognition(book.conn, recognition.done)
     return len(fresh)
 
 
@@ -423,26 +480,39 @@ async def expire_what_is_due(book: Book) -> tuple[int, int]:
     grants = await repo.due_grants(book.conn, book.now)
     await book.load_ids({r["account_id"] for r in grants})
     await book.load([CREDITS_EXPIRED])
-    ended = [(r["id"], units, f"expiry:{r['id']}") for r in grants if (units := _expire(book, r))]
+    owners = {r["id"]: book.balance(r["account_id"]).owner for r in grants}
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    for grant_id, owner in owners.items():
+        by_owner[owner].append(grant_id)
+    recognition = await _recognition(book, by_owner, revenue_from_expiry)
+    ended = [(r["id"], units, f"expiry:{r['id']}") for r in grants if (units := _expire(book, r, recognition))]
     booked = await book.flush()
     await repo.resolve_holds(book.conn, [resolution.row(booked, book.now) for resolution in expired])
     await repo.record_expiries(book.conn, [(grant, units, booked[key].tx_id) for grant, units, key in ended])
+    await repo.record_recognition(book.conn, recognition.done)
     if holds or ended:
         log.info("expired", holds=len(holds), grants=len(ended), units=sum(u for _, u, _ in ended))
     return len(holds), len(ended)
 
 
-def _expire(book: Book, grant: asyncpg.Record) -> int:
-    """Post the end of one grant; returns the units it took (0 if none could go)."""
+def _expire(book: Book, grant: asyncpg.Record, recognition: Recognition) -> int:
+    """Post the end of one grant, recognising the money of its paid credits that expire
+    (breakage); returns the units it took (0 if none could go)."""
     account = book.balance(grant["account_id"])
     # A hold on the credits keeps what it holds; the rest of the grant expires.
     units = min(grant["remaining"], account.available_conservative)
     if units <= 0:
         return 0
-    postings = (Posting(customer_credits(account.owner), units), Posting(CREDITS_EXPIRED, -units))
+    point = recognition.checkpoint()
+    postings = (
+        Posting(customer_credits(account.owner), units),
+        Posting(CREDITS_EXPIRED, -units),
+        *recognition.postings(account.owner, {grant["id"]: units}, revenue_from_expiry),
+    )
     try:
         book.post(Entry(f"expiry:{grant['id']}", "grant_expiry", grant["expires_at"], postings, grant["id"]))
     except Rejected as exc:
+        recognition.restore(point)
         log.warning("grant could not expire", grant=grant["id"], reason=exc.reason)
         return 0
     return int(units)
@@ -462,7 +532,7 @@ async def grant_promotional(
     await book.load([credits, PROMOTIONS, customer_overdrawn(account_id)])
     book.post(Entry(key, "promotional_grant", book.now, (Posting(PROMOTIONS, units), Posting(credits, -units)), reason))
     grant = Grant(grant_id, PROMOTIONAL_PRIORITY, units, expires_at)
-    taken = await _settle_overdrawn(book, account_id, key, grant)
+    taken, recognised = await _settle_overdrawn(book, account_id, key, grant)
     booked = await book.flush()
     new = repo.NewGrant(
         grant_id, credits.id, "promotional", PROMOTIONAL_PRIORITY, units, grant.remaining, booked[key].tx_id,
@@ -470,6 +540,7 @@ async def grant_promotional(
     )  # fmt: skip
     await repo.insert_grant(book.conn, new)
     await repo.take_from_grants(book.conn, taken)
+    await repo.record_recognition(book.conn, recognised)
     return True
 
 

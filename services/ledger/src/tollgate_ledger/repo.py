@@ -9,6 +9,7 @@ import asyncpg
 
 from .book import BALANCE_QUERY, balance_from
 from .domain import CREDIT_NORMAL, Balance, Grant, customer_credits, customer_overdrawn
+from .recognition import Terms
 
 # --- credit grants -----------------------------------------------------------------------
 
@@ -72,7 +73,8 @@ async def take_from_grants(conn: asyncpg.Connection, taken: dict[str, int]) -> N
 async def paid_grant(conn: asyncpg.Connection, payment_ref: str) -> asyncpg.Record | None:
     """The paid grant a payment bought, locked: refunds and lost disputes change it."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, account_id, granted, remaining, paid_minor, refunded_minor, disputed_minor, granted_tx "
+        "SELECT id, account_id, granted, remaining, paid_minor, refunded_minor, disputed_minor, granted_tx, "
+        "  paid_minor - recognised_minor - returned_minor AS prepaid_left "
         "FROM credit_grants WHERE source_ref = $1 AND kind = 'paid' FOR UPDATE",
         payment_ref,
     )
@@ -80,23 +82,31 @@ async def paid_grant(conn: asyncpg.Connection, payment_ref: str) -> asyncpg.Reco
 
 
 async def record_return(
-    conn: asyncpg.Connection, grant_id: str, revoked: int, *, refunded: int = 0, disputed: int = 0
+    conn: asyncpg.Connection,
+    grant_id: str,
+    revoked: int,
+    *,
+    refunded: int = 0,
+    disputed: int = 0,
+    from_prepaid: int = 0,
 ) -> None:
-    """Money returned to the customer from a paid grant, and the credits it took back."""
+    """Money returned to the customer from a paid grant, the credits it took back, and how
+    much of that money came out of the grant's prepaid (not yet recognised) money."""
     await conn.execute(
         "UPDATE credit_grants SET remaining = remaining - $2, refunded_minor = refunded_minor + $3, "
-        "  disputed_minor = disputed_minor + $4 WHERE id = $1",
+        "  disputed_minor = disputed_minor + $4, returned_minor = returned_minor + $5 WHERE id = $1",
         grant_id,
         revoked,
         refunded,
         disputed,
+        from_prepaid,
     )
 
 
 async def due_grants(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
     """Grants past their expiry with credits left, locked (skipping any another sweep holds)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, account_id, remaining, expires_at FROM credit_grants "
+        "SELECT id, account_id, remaining, expires_at, paid_minor FROM credit_grants "
         "WHERE remaining > 0 AND expires_at <= $1 ORDER BY id FOR UPDATE SKIP LOCKED",
         now,
     )
@@ -294,13 +304,14 @@ class TrialBalanceRow:
     account_id: str
     type: str
     asset: str
+    opening: int  # net debit (positive) or credit (negative) before the period
     debits: int
     credits: int
 
     @property
-    def balance(self) -> int:
-        """Net debit (positive) or credit (negative)."""
-        return self.debits - self.credits
+    def closing(self) -> int:
+        """Net debit (positive) or credit (negative) at the end."""
+        return self.opening + self.debits - self.credits
 
 
 @dataclass(frozen=True)
@@ -316,28 +327,37 @@ class TrialBalance:
         return {asset: (d, c) for asset, (d, c) in sorted(out.items())}
 
     def off_balance(self) -> dict[str, int]:
-        return {asset: d - c for asset, (d, c) in self.totals().items() if d != c}
+        """Per asset whose debits and credits differ, or whose openings do not sum to zero."""
+        openings: dict[str, int] = defaultdict(int)
+        for r in self.rows:
+            openings[r.asset] += r.opening
+        return {asset: d - c + openings[asset] for asset, (d, c) in self.totals().items() if d != c or openings[asset]}
 
 
 async def trial_balance(
     conn: asyncpg.Connection, *, as_of: datetime | None = None, period: str | None = None
 ) -> TrialBalance:
-    """Every account's posted debits and credits, from the postings themselves (not the
-    running totals, so it also checks them), up to `as_of` or through `period`."""
-    where, args = "true", list[object]()
+    """Every account's opening balance, debits, credits and closing balance, from the
+    postings themselves (not the running totals, so it also checks them): through
+    `period` (opening: before it; debits and credits: in it), or everything before
+    `as_of` (or ever), from nothing."""
+    in_range, before, args = "true", "false", list[object]()
     if as_of is not None:
-        where, args = "t.business_time < $1", [as_of]
+        in_range, args = "t.business_time < $1", [as_of]
     elif period is not None:
-        where, args = "t.period <= $1", [period]
+        in_range, before, args = "t.period = $1", "t.period < $1", [period]
     rows = await conn.fetch(
         "SELECT a.id, a.type, a.asset, "
-        "  coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0)::bigint AS debits, "
-        "  coalesce(-sum(p.amount) FILTER (WHERE p.amount < 0), 0)::bigint AS credits "
-        f"FROM postings p JOIN journal_transactions t ON t.id = p.tx_id JOIN accounts a ON a.id = p.account_id "
-        f"WHERE {where} GROUP BY a.id, a.type, a.asset ORDER BY a.asset, a.id",
+        f"  coalesce(sum(p.amount) FILTER (WHERE {before}), 0)::bigint AS opening, "
+        f"  coalesce(sum(p.amount) FILTER (WHERE {in_range} AND p.amount > 0), 0)::bigint AS debits, "
+        f"  coalesce(-sum(p.amount) FILTER (WHERE {in_range} AND p.amount < 0), 0)::bigint AS credits "
+        "FROM postings p JOIN journal_transactions t ON t.id = p.tx_id JOIN accounts a ON a.id = p.account_id "
+        f"WHERE ({before}) OR ({in_range}) GROUP BY a.id, a.type, a.asset ORDER BY a.asset, a.id",
         *args,
     )
-    return TrialBalance([TrialBalanceRow(r["id"], r["type"], r["asset"], r["debits"], r["credits"]) for r in rows])
+    return TrialBalance(
+        [TrialBalanceRow(r["id"], r["type"], r["asset"], r["opening"], r["debits"], r["credits"]) for r in rows]
+    )
 
 
 async def grants_of(conn: asyncpg.Connection, ledger_account: str) -> list[asyncpg.Record]:
@@ -348,3 +368,31 @@ async def grants_of(conn: asyncpg.Connection, ledger_account: str) -> list[async
         ledger_account,
     )
     return rows
+
+
+async def paid_terms(conn: asyncpg.Connection, grant_ids: list[str]) -> dict[str, Terms]:
+    """What each paid grant among `grant_ids` was sold for, and has recognised so far."""
+    rows = await conn.fetch(
+        "SELECT id, paid_minor, granted, currency, remaining, recognised_units, recognised_minor, returned_minor "
+        "FROM credit_grants WHERE id = ANY($1::text[]) AND paid_minor > 0",
+        grant_ids,
+    )
+    return {
+        r["id"]: Terms(
+            r["id"], r["paid_minor"], r["granted"], r["currency"], r["remaining"], r["recognised_units"],
+            r["recognised_minor"], r["returned_minor"],
+        )
+        for r in rows
+    }  # fmt: skip
+
+
+async def record_recognition(conn: asyncpg.Connection, done: dict[str, tuple[int, int]]) -> None:
+    if done:
+        await conn.execute(
+            "UPDATE credit_grants g SET recognised_units = g.recognised_units + d.units, "
+            "recognised_minor = g.recognised_minor + d.minor "
+            "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(id, units, minor) WHERE g.id = d.id",
+            list(done),
+            [u for u, _ in done.values()],
+            [m for _, m in done.values()],
+        )

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import finance, repo
-from .domain import Balance
+from .domain import Balance, account_name
 
 
 class BalanceView(BaseModel):
@@ -145,10 +145,13 @@ def statement_view(st: repo.Statement) -> StatementView:
 
 class TrialBalanceLine(BaseModel):
     account: str
+    name: str
     type: str
     asset: str
+    opening: int = Field(description="Net debit (positive) or credit (negative) before the period")
     debits: int
     credits: int
+    closing: int = Field(description="opening + debits - credits")
 
 
 class Totals(BaseModel):
@@ -165,11 +168,69 @@ class TrialBalanceView(BaseModel):
 def trial_balance_view(tb: repo.TrialBalance) -> TrialBalanceView:
     return TrialBalanceView(
         accounts=[
-            TrialBalanceLine(account=x.account_id, type=x.type, asset=x.asset, debits=x.debits, credits=x.credits)
+            TrialBalanceLine(
+                account=x.account_id,
+                name=account_name(x.account_id),
+                type=x.type,
+                asset=x.asset,
+                opening=x.opening,
+                debits=x.debits,
+                credits=x.credits,
+                closing=x.closing,
+            )
             for x in tb.rows
         ],
         totals={asset: Totals(debits=d, credits=c) for asset, (d, c) in tb.totals().items()},
         balanced=not tb.off_balance(),
+    )
+
+
+class RollForwardLine(BaseModel):
+    currency: str
+    scale: int = Field(description="Decimal places: amounts are in the currency's minor unit (cents)")
+    opening: int = Field(description="Deferred revenue (prepaid money owed as service) at the period's start")
+    prepayments: int = Field(description="Paid in for credits: packs and top-ups")
+    recognised_usage: int = Field(description="Earned as prepaid credits were used")
+    recognised_expiry: int = Field(description="Earned as paid credits expired unused")
+    refunds: int = Field(description="Returned to customers out of prepaid money")
+    disputes_lost: int = Field(description="Taken back by lost disputes out of prepaid money")
+    corrections: int = Field(description="Moved by an operator's transfers and reversals (signed)")
+    closing: int = Field(description="opening + prepayments - recognised - refunds - disputes lost + corrections")
+    prepaid_accounts_closing: int = Field(description="What the customers' prepaid accounts hold at the period's end")
+    revenue_booked: int = Field(description="What the revenue accounts were credited in the period")
+    tied: bool
+    problems: list[str]
+
+
+class RevenueView(BaseModel):
+    period: str
+    currencies: list[RollForwardLine]
+    tied: bool = Field(description="Every currency's roll-forward ties; a period closes only then")
+
+
+def revenue_view(period: str, lines: list[finance.RollForward]) -> RevenueView:
+    return RevenueView(
+        period=period,
+        currencies=[
+            RollForwardLine(
+                currency=rf.asset.partition("/")[0],
+                scale=int(rf.asset.partition("/")[2] or 0),
+                opening=rf.opening,
+                prepayments=rf.prepayments,
+                recognised_usage=rf.recognised_usage,
+                recognised_expiry=rf.recognised_expiry,
+                refunds=rf.refunds,
+                disputes_lost=rf.disputes_lost,
+                corrections=rf.corrections,
+                closing=rf.closing,
+                prepaid_accounts_closing=rf.prepaid_closing,
+                revenue_booked=rf.revenue_booked,
+                tied=rf.tied,
+                problems=rf.problems,
+            )
+            for rf in lines
+        ],
+        tied=all(rf.tied for rf in lines),
     )
 
 

@@ -2,14 +2,11 @@
 refunds, disputes, the chain, periods and exports."""
 
 import asyncio
-import csv
-import io
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import pyarrow.parquet as pq
 import pytest
 from prometheus_client import REGISTRY
 
@@ -499,23 +496,6 @@ class TestChainAndPeriods:
             with pytest.raises(finance.CloseRefused, match="in order"):
                 await finance.close_period(conn, "2026-12")
             assert await finance.verify(conn) == []
-
-    async def test_export_has_one_row_per_posting_in_csv_and_parquet(self, pool: asyncpg.Pool) -> None:
-        account = customer()
-        await in_book(pool, lambda b: credit_purchase(b, purchase(account, 100, 2_500)))
-        async with pool.acquire() as conn:
-            rows = await finance.journal_rows(
-                conn, finance.Selection(start=datetime(2000, 1, 1, tzinfo=UTC), end=datetime(2100, 1, 1, tzinfo=UTC))
-            )
-        table = list(csv.DictReader(io.StringIO(finance.to_csv(rows).decode())))
-        assert len(table) == 4
-        assert {(r["account_id"], r["direction"], r["amount"]) for r in table} >= {
-            (customer_credits(account).id, "credit", "100"),
-            ("system:stripe_clearing:USD/2", "debit", "2500"),
-        }
-        assert table[0]["idempotency_key"].startswith("purchase:")
-        parquet = pq.read_table(io.BytesIO(finance.to_parquet(rows)))
-        assert parquet.num_rows == 4 and parquet.column_names == list(finance.EXPORT_COLUMNS)
 
 
 class TestAlerts:
