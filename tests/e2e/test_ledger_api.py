@@ -186,7 +186,8 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(
 
 async def test_finance_endpoints_need_an_operator_token(stack: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=stack["ledger_admin"]) as http:
-        for path in ("/v1/trial-balance", "/v1/verify", "/v1/revenue?period=2026-11", "/v1/exports/journal?period=2026-11"):
+        paths = ("/v1/trial-balance", "/v1/verify", "/v1/revenue?period=2026-11", "/v1/exports/journal?period=2026-11")
+        for path in paths:
             r = await http.get(path, headers={"Authorization": "Bearer wrong"})
             assert r.status_code == 401, path
             # A service's token opens the customer reads, not finance.
