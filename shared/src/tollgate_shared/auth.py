@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Protocol
 import httpx
 from fastapi import Header, Request
 from pydantic import SecretStr
+from starlette.types import Scope
 
 from .http import ApiError
 
@@ -65,18 +66,31 @@ def staff(operators: Tokens, internals: Tokens | None = None) -> Callable[..., C
     """A guard admitting operators, and internal callers too if `internals` is given."""
 
     def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-        presented = bearer(authorization)
-        caller = None
-        if presented and (name := operators.who(presented)):
-            caller = Caller("operator", name)
-        elif presented and internals is not None and (name := internals.who(presented)):
-            caller = Caller("internal", name)
-        if caller is None:
-            raise ApiError(401, "unauthorized", "an operator or service token is required")
+        caller = _admit(operators, internals, authorization)
         request.state.caller = caller
         return caller
 
     return guard
+
+
+def staff_on_scope(operators: Tokens, internals: Tokens | None = None) -> Callable[[Scope], None]:
+    """The same guard for a route served in front of FastAPI (tollgate_shared.fastpath):
+    refuses with 401, or notes the caller where the audit log reads it."""
+
+    def guard(scope: Scope) -> None:
+        authorization = dict(scope.get("headers") or ()).get(b"authorization", b"").decode("latin-1")
+        scope.setdefault("state", {})["caller"] = _admit(operators, internals, authorization or None)
+
+    return guard
+
+
+def _admit(operators: Tokens, internals: Tokens | None, authorization: str | None) -> Caller:
+    presented = bearer(authorization)
+    if presented and (name := operators.who(presented)):
+        return Caller("operator", name)
+    if presented and internals is not None and (name := internals.who(presented)):
+        return Caller("internal", name)
+    raise ApiError(401, "unauthorized", "an operator or service token is required")
 
 
 def internal(internals: Tokens, only: frozenset[str] | None = None) -> Callable[..., Caller]:

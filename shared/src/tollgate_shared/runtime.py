@@ -166,6 +166,7 @@ class Service:
     background: list[Work] = field(default_factory=list)
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    audit: "audit.AuditWriter | None" = None  # the admin listener's, for routes served in front of it
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -202,8 +203,10 @@ def service(
     extra = {"kafka": kafka_check(lambda: runtime.producer)}  # reported, never deciding readiness
     public_app = _app(runtime, f"{runtime.spec.title}", [health_router(checks, extra), *public], public_errors)
     admin_app = _app(runtime, f"{runtime.spec.title} (admin)", [health_router(checks, extra), metrics_router(), *admin])
-    admin_app.add_middleware(audit.AuditLog, pool=lambda: runtime._pool)
-    return Service(runtime, public_app, admin_app, background or [], on_start or [], on_stop or [])
+    writer = audit.AuditWriter(lambda: runtime._pool)
+    admin_app.add_middleware(audit.AuditLog, writer=writer)
+    stop = [*(on_stop or []), writer.drain]
+    return Service(runtime, public_app, admin_app, background or [], on_start or [], stop, writer)
 
 
 def _app(

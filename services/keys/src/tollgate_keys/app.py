@@ -10,7 +10,7 @@ from tollgate_shared.settings import multi_fernet
 from . import admin_api, api, consumers
 from .batcher import Batcher
 from .config import Settings
-from .fastpath import ValidateFastPath
+from .fastpath import validate_route
 from .handlers import KeySecrets
 
 SCHEMA = Path(__file__).resolve().parent / "schema"  # migrations, functions, grants
@@ -54,5 +54,5 @@ def build_app(settings: Settings) -> Service:
     )
     # Outermost, ahead of FastAPI's own middleware stack: on the hot path that stack cost
     # more than the validation it wrapped (see fastpath.py).
-    svc.public = ValidateFastPath(svc.public, handle=validator)
+    svc.public = validate_route(svc.public, validator)
     return svc

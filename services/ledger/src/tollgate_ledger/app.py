@@ -4,13 +4,14 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from tollgate_shared.auth import KeysDirectory, Tokens, customer, staff
+from tollgate_shared.auth import KeysDirectory, Tokens, customer, staff, staff_on_scope
 from tollgate_shared.contracts.topics import LEDGER_ALERTS, LEDGER_BALANCES
 from tollgate_shared.logging import get_logger
 from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
 
 from . import admin_api, api, consumers, finance_api, metrics
 from .book import Book
+from .coalescer import Coalescer
 from .config import Settings
 from .exports import GlCodes
 from .handlers import expire_what_is_due
@@ -32,6 +33,7 @@ def build_app(settings: Settings) -> Service:
     directory = KeysDirectory(settings.keys_internal_url, settings.keys_token.get_secret_value())
     operators = staff(Tokens(settings.operator_tokens))
     operators_or_services = staff(Tokens(settings.operator_tokens), Tokens(settings.internal_tokens))
+    coalescer = Coalescer(lambda: runtime.pool, threshold)
 
     async def sweep_forever() -> None:
         """Holds and credit grants end at their deadline even if nobody touches them; and
@@ -46,15 +48,23 @@ def build_app(settings: Settings) -> Service:
                 log.exception("expiry sweep failed")
             await asyncio.sleep(settings.sweep_interval_s)
 
-    return service(
+    async def start() -> None:
+        coalescer.start()
+
+    svc = service(
         runtime,
         public=[api.router(runtime, customer(directory), ["customer"])],
         admin=[
             api.router(runtime, operators_or_services, ["operator", "internal"]),
             # Before the admin routes: `/v1/ledger-accounts/{id}` would otherwise take `…/statement`.
             finance_api.router(runtime, operators, GlCodes.load(settings.gl_codes_file)),
-            admin_api.router(runtime, operators, threshold),
+            admin_api.router(runtime, operators, threshold, coalescer),
         ],
         background=[sweep_forever],
-        on_stop=[directory.close],
+        on_start=[start],
+        on_stop=[coalescer.stop, directory.close],
     )
+    # Outermost on the admin listener, ahead of FastAPI's stack (tollgate_shared.fastpath).
+    guard = staff_on_scope(Tokens(settings.operator_tokens))
+    svc.admin = admin_api.transfers_route(svc.admin, coalescer, guard, svc.audit.record if svc.audit else None)
+    return svc
