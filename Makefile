@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-stop image image-test
+.PHONY: run demo stop test test-unit lint typecheck check bootstrap status bench bench-usage bench-keys bench-ledger bench-transfers bench-freshness bench-e2e bench-stop image image-test
 
 bootstrap: .venv/.synced
 
@@ -43,13 +43,16 @@ typecheck: bootstrap
 
 check: lint typecheck test
 
-bench: bench-usage bench-keys bench-ledger  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
+bench: bench-usage bench-keys bench-ledger bench-transfers bench-freshness  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
 
 bench-usage: bootstrap  ## 1,000,000 usage records through Kafka into usage-sync's aggregator
 	$(PY) -m tollgate_bench.usage
 
 bench-ledger: bootstrap  ## usage burned from Kafka, transfers, and COPY of the same rows as the limit
 	$(PY) -m tollgate_bench.ledger
+
+bench-transfers: bootstrap  ## single transfers through the ledger's HTTP API, and pgbench of one transfer's statements
+	$(PY) -m tollgate_bench.transfers
 
 bench-keys: bootstrap   ## consuming validations through one keys process, and pgbench of the same statement
 	$(PY) -m tollgate_bench.keys

@@ -6,6 +6,7 @@ import platform
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -41,7 +42,9 @@ def infrastructure() -> Stack:
     """PostgreSQL and Kafka of the benchmarks' stack (started if needed, left running
     for the next run; `make bench-stop` stops them)."""
     stack = Stack(bench_config())
-    stack.up_data()
+    # up_data runs its own event loop; the benchmarks call this from theirs.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(stack.up_data).result()
     return stack
 
 

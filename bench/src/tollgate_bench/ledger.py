@@ -131,7 +131,7 @@ async def main(n: int, accounts: int, transfers: int) -> None:
         async with pool.acquire() as conn:
             burned = await conn.fetchval(
                 "SELECT sum(p.amount)::bigint FROM postings p JOIN journal_transactions t ON t.id = p.tx_id "
-                "WHERE t.kind = 'usage' AND p.amount > 0"
+                "WHERE t.kind = 'usage' AND p.amount > 0 AND p.asset = 'CALLS'"
             )
             problems = await verify(conn)
         if burned != n + len(burst) or problems:

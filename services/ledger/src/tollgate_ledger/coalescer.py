@@ -63,20 +63,27 @@ class Overloaded(Exception):
 
 class Coalescer:
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], threshold: int, *, max_group: int = 512, max_waiting: int = 20_000
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        threshold: int,
+        *,
+        max_group: int = 512,
+        max_waiting: int = 20_000,
+        workers: int = 1,
     ) -> None:
         self._pool, self._threshold, self._max, self._max_waiting = pool, threshold, max_group, max_waiting
+        self._workers = workers
         self._queue: asyncio.Queue[tuple[Move, asyncio.Future[Result]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="transfer-coalescer")
+        self._tasks = [asyncio.create_task(self._run(), name=f"transfer-coalescer-{i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def book(self, move: Move) -> Outcome | bool:
         """Book `move` with whatever else is waiting; its outcome once committed. Raises

@@ -3,18 +3,18 @@
 -- (Flags on balances, no_overdraft and no_positive, are CHECK constraints of the table.)
 
 -- Every transaction sums to zero per asset. Checked once per INSERT statement, not once
--- per posting row: a usage batch inserts hundreds of postings in one statement. So a
--- transaction's postings must arrive in one statement (the Book always writes them so);
--- one split over two statements is refused.
+-- per posting row: a usage batch inserts hundreds of postings in one statement. Each
+-- statement's rows must sum to zero per transaction and asset, so a transaction's
+-- postings, however many statements bring them, always balance; the check reads only
+-- the statement's own rows (the transition table), never the growing postings table.
 CREATE OR REPLACE FUNCTION assert_statement_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad bigint;
 BEGIN
-    SELECT p.tx_id INTO bad
-    FROM postings p
-    WHERE p.tx_id IN (SELECT DISTINCT tx_id FROM new_postings)
-    GROUP BY p.tx_id, p.asset
-    HAVING sum(p.amount) <> 0
+    SELECT n.tx_id INTO bad
+    FROM new_postings n
+    GROUP BY n.tx_id, n.asset
+    HAVING sum(n.amount) <> 0
     LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'journal transaction % does not balance', bad USING ERRCODE = 'check_violation';
