@@ -72,7 +72,11 @@ class Processes:
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
         if _alive(pid):
+            # Killed, it still holds its ports and files (Kafka's log directory lock)
+            # until it is gone: whatever starts next in its place would fail on them.
             _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
         return True
 
     def kill(self, name: str) -> None:
