@@ -28,7 +28,7 @@ from .handlers import (
     end_subscription,
     invoice_paid,
     issue_key,
-    learn_balance,
+    learn_balances,
     money_returned,
     payment_failed,
     top_up_keys,
@@ -59,8 +59,7 @@ async def on_payments(deps: Deps, conn: asyncpg.Connection, events: list[Payment
 
 
 async def on_balances(_deps: Deps, conn: asyncpg.Connection, events: list[BalanceUpdated]) -> None:
-    for event in events:
-        await learn_balance(event, conn)
+    await learn_balances(events, conn)
 
 
 PAYMENTS = Subscription(

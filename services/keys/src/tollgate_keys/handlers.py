@@ -181,12 +181,20 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
     return Verdict(state, cmd.units if cmd.consume else 0, None)
 
 
-async def learn_balance(event: BalanceUpdated, conn: asyncpg.Connection) -> bool:
-    """Keep the ledger's view of a customer's credits, newest version wins (the topic is
-    compacted and may be replayed from the start)."""
-    if event.usage_total is None or not event.is_credits:
-        return False  # keys gates spending on credits only
-    return await repo.learn_balance(conn, event.account_id, event.available, event.usage_total, event.version)
+async def learn_balances(events: list[BalanceUpdated], conn: asyncpg.Connection) -> None:
+    """Keep the ledger's view of customers' credits, newest version wins (the topic is
+    compacted and may be replayed from the start). Only each account's newest event of the
+    batch is written, in account order: validation batches lock accounts in that order,
+    and a batch of balances taking them as they came deadlocked against them."""
+    newest: dict[str, BalanceUpdated] = {}
+    for event in events:
+        if event.usage_total is None or not event.is_credits:
+            continue  # keys gates spending on credits only
+        if (seen := newest.get(event.account_id)) is None or seen.version < event.version:
+            newest[event.account_id] = event
+    for account in sorted(newest):
+        e = newest[account]
+        await repo.learn_balance(conn, account, e.available, e.usage_total or 0, e.version)
 
 
 async def rotate_key(

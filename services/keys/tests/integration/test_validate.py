@@ -21,6 +21,7 @@ from tollgate_keys.handlers import (
     Verdict,
     invoice_paid,
     issue_key,
+    learn_balances,
     money_returned,
     payment_failed,
     revoke_key,
@@ -29,6 +30,7 @@ from tollgate_keys.handlers import (
     validate_key,
 )
 from tollgate_shared.contracts import (
+    BalanceUpdated,
     DisputeClosed,
     InvoicePaid,
     InvoicePaymentFailed,
@@ -37,6 +39,7 @@ from tollgate_shared.contracts import (
     PaymentSucceeded,
     SubscriptionStarted,
     UsageRecorded,
+    credits_account,
     parse_usage,
 )
 
@@ -470,6 +473,34 @@ class TestPrepaidCredits:
         assert await self.balance(pool, key, available=37, usage_total=0, version=1)
         verdicts = await asyncio.gather(*(validate(Validate(key, 1, True)) for _ in range(200)))
         assert sum(v.valid for v in verdicts) == 37
+
+    async def test_balances_arriving_in_any_order_never_deadlock_with_validations(
+        self, pool: asyncpg.Pool, validate: Check
+    ) -> None:
+        """Validation batches lock accounts in account order; a consumer's batch of
+        balances, in whatever order the topic had them, must not lock against it."""
+        keys = [await a_key(pool, quota=10_000) for _ in range(8)]
+        async with pool.acquire() as conn:
+            accounts = [r["account_id"] for r in await conn.fetch("SELECT account_id FROM keys ORDER BY account_id")]
+
+        def balance(account: str, version: int) -> BalanceUpdated:
+            return BalanceUpdated(
+                ledger_account=credits_account(account), account_id=account, asset="CALLS",
+                debits_posted=0, credits_posted=10_000, debits_pending=0, credits_pending=0, current=10_000,
+                pending=0, available=10_000, available_conservative=10_000, available_optimistic=10_000,
+                spend_rule="conservative", usage_total=0, version=version,
+            )  # fmt: skip
+
+        async def balances() -> None:
+            for version in range(1, 41):
+                batch = [balance(a, version) for a in reversed(accounts)] + [balance(accounts[0], version)]
+                await in_tx(pool, lambda c, b=batch: learn_balances(b, c))  # type: ignore[misc]
+
+        async def calls() -> list[Verdict]:
+            return await asyncio.gather(*(validate(Validate(keys[i % 8], 1, True)) for i in range(800)))
+
+        _, verdicts = await asyncio.gather(balances(), calls())
+        assert all(v.valid for v in verdicts)
 
 
 class TestRotationAndExpiry:
