@@ -29,6 +29,7 @@ from tollgate_shared.contracts import (
     TopUpRequested,
     TopUpSucceeded,
     event_id_for,
+    newest_credits,
 )
 from tollgate_shared.contracts.topics import KEYS_EVENTS
 from tollgate_shared.logging import get_logger
@@ -183,18 +184,11 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
 
 async def learn_balances(events: list[BalanceUpdated], conn: asyncpg.Connection) -> None:
     """Keep the ledger's view of customers' credits, newest version wins (the topic is
-    compacted and may be replayed from the start). Only each account's newest event of the
-    batch is written, in account order: validation batches lock accounts in that order,
-    and a batch of balances taking them as they came deadlocked against them."""
-    newest: dict[str, BalanceUpdated] = {}
-    for event in events:
-        if event.usage_total is None or not event.is_credits:
-            continue  # keys gates spending on credits only
-        if (seen := newest.get(event.account_id)) is None or seen.version < event.version:
-            newest[event.account_id] = event
-    for account in sorted(newest):
-        e = newest[account]
-        await repo.learn_balance(conn, account, e.available, e.usage_total or 0, e.version)
+    compacted and may be replayed from the start). Account order matters: validation
+    batches lock accounts in it, and balances applied as they came deadlocked against them."""
+    for e in newest_credits(events):
+        if e.usage_total is not None:  # keys gates spending on credits only
+            await repo.learn_balance(conn, e.account_id, e.available, e.usage_total, e.version)
 
 
 async def rotate_key(

@@ -15,6 +15,7 @@ from tollgate_shared.contracts import (
     TopUpFailed,
     UsageIntake,
     keys_event,
+    newest_credits,
     parse_usage,
     payments_event,
 )
@@ -36,7 +37,8 @@ async def count_usage(_deps: Deps, conn: asyncpg.Connection, usages: list[UsageI
 
 
 async def watch_balances(deps: Deps, conn: asyncpg.Connection, balances: list[BalanceUpdated]) -> None:
-    for balance in balances:
+    """A rule acts on the customer's balance as it is now."""
+    for balance in newest_credits(balances):
         await recharge.on_balance(conn, deps.services, balance, deps.daily_cap)
 
 
@@ -69,7 +71,6 @@ SUBSCRIPTIONS = (
         BalanceUpdated.model_validate_json,
         watch_balances,
         "A customer's credits falling under their auto-recharge threshold charge their card, once per crossing.",
-        max_records=1,
     ),
     Subscription(
         "keys",

@@ -27,7 +27,14 @@ from .keys import (
     parse_usage,
     usage_from,
 )
-from .ledger import BalanceAlert, BalanceUpdated, credits_account, overdrawn_account, prepaid_account
+from .ledger import (
+    BalanceAlert,
+    BalanceUpdated,
+    credits_account,
+    newest_credits,
+    overdrawn_account,
+    prepaid_account,
+)
 from .portal import SignInLinkRequested
 from .topics import ALL_TOPICS, Topic
 from .usage_sync import UsageReported
@@ -62,6 +69,7 @@ __all__ = [
     "credits_account",
     "event_id_for",
     "keys_event",
+    "newest_credits",
     "overdrawn_account",
     "parse_usage",
     "payments_event",

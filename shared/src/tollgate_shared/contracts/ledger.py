@@ -63,6 +63,17 @@ class BalanceUpdated(Event):
         return self.ledger_account == credits_account(self.account_id)
 
 
+def newest_credits(balances: list[BalanceUpdated]) -> list[BalanceUpdated]:
+    """Of a batch of balances, each customer's newest credits balance, in account order:
+    a consumer that acts on the balance as it is now need not act on every step to it,
+    and one that locks a row per account must lock in one order, as everyone else does."""
+    newest: dict[str, BalanceUpdated] = {}
+    for balance in balances:
+        if balance.is_credits and ((seen := newest.get(balance.account_id)) is None or seen.version < balance.version):
+            newest[balance.account_id] = balance
+    return [newest[account] for account in sorted(newest)]
+
+
 class BalanceAlert(Event):
     """A spendable balance crossed its low-balance threshold, ran out, or recovered."""
 
