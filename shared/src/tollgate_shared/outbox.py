@@ -4,7 +4,9 @@ Writing the row in the same transaction as the business change means nothing is
 published for a rolled-back change, and nothing committed is left unpublished. The
 relay publishes at least once; consumers deduplicate on `event_id`. Published rows are
 kept for `retention` so that adding the same event id again is a no-op: one fact, one
-message, even when several upstream messages describe it.
+message, even when several upstream messages describe it. Rows of the topics in
+`forget` (`Topic.keep_published` false: ids new for every event) are deleted once
+published instead.
 """
 
 import asyncio
@@ -89,6 +91,7 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_sleep: float = 0.05,
         retention: timedelta = DEFAULT_RETENTION,
+        forget: frozenset[str] = frozenset(),
     ) -> None:
         self._pool = pool
         self._producer = producer
@@ -96,6 +99,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_sleep = idle_sleep
         self._retention = retention
+        self._forget = sorted(forget)
         self._last_purge = 0.0
         self._task: asyncio.Task[None] | None = None
         self.published = 0
@@ -160,7 +164,10 @@ class OutboxRelay:
             # event ids, so consumers' dedup keeps it one effect): at-least-once, by design.
             await pause_point("outbox.after_publish")
             await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "WITH forgotten AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND topic = ANY($2::text[])) "
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND topic <> ALL($2::text[])",
+                [r["id"] for r in rows],
+                self._forget,
             )
         self.published += len(rows)
         for topic, count in collections.Counter(r["topic"] for r in rows).items():

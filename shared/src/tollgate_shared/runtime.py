@@ -101,7 +101,12 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
         assert self._pool is not None
-        self.relay = OutboxRelay(self._pool, self._producer, topics=frozenset(t.name for t in self.spec.publishes))
+        self.relay = OutboxRelay(
+            self._pool,
+            self._producer,
+            topics=frozenset(t.name for t in self.spec.publishes),
+            forget=frozenset(t.name for t in self.spec.publishes if not t.keep_published),
+        )
         self.relay.start()
         for subscription in self.spec.subscriptions if s.consumers_enabled else ():
             consumer = TransactionalConsumer(

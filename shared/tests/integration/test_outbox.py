@@ -85,6 +85,21 @@ class TestOutbox:
         assert await relay.relay_once() == 0
         assert len(await read_topic(kafka_bootstrap, topic.name)) == 1
 
+    async def test_a_forgotten_topics_rows_go_once_published_and_the_others_stay(
+        self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
+    ) -> None:
+        calls = Topic(f"test.calls.{secrets.token_hex(4)}", KEYS_MESSAGES, "one per call", keep_published=False)
+        await ensure_topics(kafka_bootstrap, (calls,), replicas=1)
+        pool = await private_schema("shared")
+        for n in range(3):
+            await add(pool, topic, revoked("cus_f", n))
+            await add(pool, calls, revoked("cus_g", n))
+        assert await outbox.OutboxRelay(pool, producer, forget=frozenset({calls.name})).relay_once() == 6
+        async with pool.acquire() as conn:
+            kept = await conn.fetch("SELECT topic, published_at IS NOT NULL AS published FROM outbox")
+        assert sorted((r["topic"], r["published"]) for r in kept) == [(topic.name, True)] * 3
+        assert len(await read_topic(kafka_bootstrap, calls.name)) == 3
+
     async def test_a_rolled_back_change_publishes_nothing(
         self, private_schema: MakePool, producer: AIOKafkaProducer, topic: Topic, kafka_bootstrap: str
     ) -> None:

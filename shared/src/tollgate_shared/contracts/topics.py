@@ -30,6 +30,11 @@ class Topic:
     replication_factor: int = 3
     min_insync_replicas: int = 2
     config: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Whether a publisher's outbox keeps a published event for its retention, so that
+    # adding the same event id again is a no-op. Not where every event's id is new (one
+    # per API call): nothing can add it twice, and a row per call kept for days only
+    # grows the table every call writes to.
+    keep_published: bool = True
 
     @property
     def dlq(self) -> str:
@@ -50,6 +55,7 @@ USAGE_RECORDED = Topic(
     (UsageRecorded,),
     "Every accepted, consuming validation: the units a key used and on what.",
     partitions=6,
+    keep_published=False,
 )
 USAGE_REPORTED = Topic("usage.reported", (UsageReported,), "Usage windows Stripe accepted as Billing Meter events.")
 LEDGER_BALANCES = Topic(
