@@ -43,7 +43,7 @@ typecheck: bootstrap
 
 check: lint typecheck test
 
-bench: bench-usage bench-keys bench-ledger bench-transfers bench-freshness  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
+bench: bench-usage bench-keys bench-ledger bench-transfers bench-freshness bench-e2e  ## every benchmark; each prints `bench: <name> <value> <unit>` lines
 
 bench-usage: bootstrap  ## 1,000,000 usage records through Kafka into usage-sync's aggregator
 	$(PY) -m tollgate_bench.usage
@@ -56,6 +56,12 @@ bench-transfers: bootstrap  ## single transfers through the ledger's HTTP API, a
 
 bench-keys: bootstrap   ## consuming validations through one keys process, and pgbench of the same statement
 	$(PY) -m tollgate_bench.keys
+
+bench-freshness: bootstrap  ## on a stack of all services: validate -> ledger.balances, and webhook -> key email, at 1,000 validations/s
+	$(PY) -m tollgate_bench.freshness
+
+bench-e2e: bootstrap  ## on a stack of all services: the highest validation rate held for 2 minutes with lag under 5 s
+	$(PY) -m tollgate_bench.e2e
 
 bench-stop:      ## stop the benchmarks' own PostgreSQL and Kafka (.stack-bench), which runs leave up for the next
 	$(PY) -m tollgate_bench stop
