@@ -125,17 +125,19 @@ class LiveKey:
     key_id: str
 
     async def consumed(self, stack: dict[str, Any]) -> tuple[int, int]:
-        """(the key's used quota, units in the usage events queued for it), from the keys
-        service's own rows."""
+        """(the key's used quota, units in its usage events): events still in keys' outbox
+        and those already published (the outbox forgets usage events once Kafka has them)."""
         (row,) = await rows(stack, "keys", "SELECT quota_used FROM keys WHERE id = $1::uuid", self.key_id)
-        (queued,) = await rows(
+        queued = await rows(
             stack,
             "keys",
-            "SELECT coalesce(sum((payload->>'units')::bigint), 0) AS units FROM outbox "
+            "SELECT payload->>'event_id' AS event_id, (payload->>'units')::bigint AS units FROM outbox "
             "WHERE payload->>'key_id' = $1 AND payload->>'event_type' = 'UsageRecorded'",
             self.key_id,
         )
-        return row["quota_used"], queued["units"]
+        published = [e for e in await read_topic(stack["kafka"], "usage.recorded") if e["key_id"] == self.key_id]
+        units = {e["event_id"]: int(e["units"]) for e in published} | {r["event_id"]: r["units"] for r in queued}
+        return row["quota_used"], sum(units.values())
 
 
 @pytest.fixture(scope="class")
