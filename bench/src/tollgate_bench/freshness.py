@@ -112,6 +112,7 @@ async def measure(stack: Stack) -> None:
         load = FixedRate(keys_port, buyers, RATE, SECONDS)
         answered, delays = await asyncio.gather(load.run(), purchases(demo, started + SECONDS))
         elapsed = time.time() - started
+        used = usage.report()
         watching.cancel()
         await asyncio.sleep(10)  # the last answers' events arrive
         follower.cancel()
@@ -136,7 +137,7 @@ async def measure(stack: Stack) -> None:
     figure("freshness.balance_p99_ms", percentile(lags, 0.99), "ms")
     figure("freshness.key_email_p50_ms", percentile([d * 1000 for d in delays], 0.50), "ms")
     figure("freshness.key_email_p99_ms", percentile([d * 1000 for d in delays], 0.99), "ms")
-    for name, use in usage.report().items():
+    for name, use in used.items():
         print(f"# {name}: {use['cpu_cores']} cores, peak {use['mem_mib']} MiB")
 
 
