@@ -1,9 +1,11 @@
 """What every benchmark needs: the local infrastructure, a fresh schema, a fresh topic."""
 
 import asyncio
+import json
 import os
 import platform
 import secrets
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +13,76 @@ from pathlib import Path
 
 import asyncpg
 
+from tollgate_devstack import infra
 from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.stack import Stack
 from tollgate_shared import db
 from tollgate_shared.bus import ensure_topics
 from tollgate_shared.consumer import BATCH_RECORDS, Subscription, TransactionalConsumer
 from tollgate_shared.contracts import Topic, UsageIntake, UsageRecorded, parse_usage
+
+HERE = Path(__file__).parent
+
+
+def wrk(
+    script: str, port: int, seconds: int, connections: int = 64, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Closed loop, as fast as answers come back: wrk (C), so the load generator takes
+    little of the two cores the service, PostgreSQL and Kafka share. `script` is one of
+    this package's Lua scripts, `env` what it reads; its figures, as report.lua prints them."""
+    out = subprocess.run(
+        [
+            infra.debian_command("wrk", "wrk"),
+            "--threads",
+            "1",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{seconds}s",
+            "--script",
+            str(HERE / script),
+            f"http://127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WRK_REPORT": str(HERE / "report.lua"), **(env or {})},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def pgbench(port: int, schema: str, script: Path, options: list[str]) -> subprocess.CompletedProcess[str]:
+    """pgbench running `script` in `schema` as the stack's superuser, with `options`."""
+    return subprocess.run(
+        [
+            str(infra.postgres_bin() / "pgbench"),
+            "-n",
+            *options,
+            "-f",
+            str(script),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "tollgate",
+            "tollgate",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PGOPTIONS": f"-c search_path={schema}"},
+    )
+
+
+def latency_ms(latencies: list[float]) -> dict[str, float]:
+    """p50, p99 and p99.9 of `latencies` (seconds), in milliseconds, by the definition
+    loadgen.c uses: the value at index n*p of the sorted list."""
+    ordered = sorted(latencies)
+
+    def at(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999)}
 
 
 def figure(name: str, value: float, unit: str) -> None:

@@ -5,9 +5,9 @@ metered subscription share the validations, so usage is burned by the ledger and
 aggregated for Stripe by usage-sync; a purchase a second goes through checkout, the
 ledger, keys and the notifier alongside.
 
-First the limit in this run: validations flat out for 10 s, 64 clients each sending the
-next as its answer arrives; what is answered is what keys, with everything else running,
-can do. Then trials
+First the limit in this run: validations flat out for 10 s, wrk with 64 connections
+each sending the next as its answer arrives (bench-keys' script); what is answered is
+what keys, with everything else running, can do. Then trials
 of 30 s at rising rates, open loop: a rate holds when
 
 - every validation is answered valid, at least 97% of the rate, and the p99 answer comes
@@ -37,9 +37,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tollgate_devstack.demo import Demo
 from tollgate_devstack.stack import Stack
 
-from .common import figure, machine
-from .freshness import percentile
-from .system import Customer, FixedRate, Usage, buy, customers, flat_out, http, system_stack
+from .common import figure, latency_ms, machine, wrk
+from .system import Customer, FixedRate, Usage, buy, customers, http, system_stack
 
 FIRST_RATE = 500.0
 TRIAL_SECONDS = 30
@@ -175,7 +174,7 @@ class Driver:
         trial = Trial(
             rate,
             len(answered) / elapsed,
-            percentile([a.at - a.due for a in answered], 0.99),
+            latency_ms([a.at - a.due for a in answered])["p99_ms"] / 1000,
             sum(not a.ok for a in answered),
             dict(self.lag.worst),
             await dead_letters(self.bootstrap) - dlq_before,
@@ -203,7 +202,12 @@ async def measure(stack: Stack) -> None:
         driver = Driver(demo, int(ep["keys"].rsplit(":", 1)[1]), buyers, lag, ep["kafka"], stack)
         await FixedRate(driver.keys_port, buyers, 500, 5).run()  # warm-up
 
-        capacity = await flat_out(driver.keys_port, buyers, 10)
+        keys_file = stack.cfg.state_dir / "bench-keys.txt"
+        keys_file.write_text("".join(f"{c.key}\n" for c in buyers))
+        flat = await asyncio.to_thread(wrk, "validate.lua", driver.keys_port, 10, env={"KEYS_FILE": str(keys_file)})
+        if flat["errors"]:
+            raise SystemExit(f"{flat['errors']} validations flat out were not answered valid")
+        capacity = flat["rate"]
         print(f"# flat out: {capacity:.0f} validations/s", flush=True)
 
         held, failed, rate = 0.0, None, FIRST_RATE

@@ -24,18 +24,13 @@ from aiokafka import AIOKafkaConsumer
 from tollgate_devstack.demo import Demo
 from tollgate_devstack.stack import Stack
 
-from .common import figure, machine
+from .common import figure, latency_ms, machine
 from .system import Customer, FixedRate, Usage, buy, customers, email_arrival, http, system_stack
 
 RATE = 1000
 SECONDS = 60
 CUSTOMERS = 20
 WARM_UP_SECONDS = 5
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 class BalanceLog:
@@ -127,16 +122,17 @@ async def measure(stack: Stack) -> None:
         if (seen := log.reached(a.account, counted[a.account])) is None:
             missing += 1
         else:
-            lags.append(max(0.0, seen - a.at) * 1000)
+            lags.append(max(0.0, seen - a.at))
     refused = sum(not a.ok for a in answered)
     print(f"# {machine()}, {len(answered)} validations in {elapsed:.1f}s, {refused} refused, {len(delays)} purchases")
     if missing or refused:
         raise SystemExit(f"{missing} answered validations never showed in ledger.balances; {refused} were refused")
     figure("freshness.validations_per_s", len(answered) / elapsed, "validations/s")
-    figure("freshness.balance_p50_ms", percentile(lags, 0.50), "ms")
-    figure("freshness.balance_p99_ms", percentile(lags, 0.99), "ms")
-    figure("freshness.key_email_p50_ms", percentile([d * 1000 for d in delays], 0.50), "ms")
-    figure("freshness.key_email_p99_ms", percentile([d * 1000 for d in delays], 0.99), "ms")
+    balance, key_email = latency_ms(lags), latency_ms(delays)
+    figure("freshness.balance_p50_ms", balance["p50_ms"], "ms")
+    figure("freshness.balance_p99_ms", balance["p99_ms"], "ms")
+    figure("freshness.key_email_p50_ms", key_email["p50_ms"], "ms")
+    figure("freshness.key_email_p99_ms", key_email["p99_ms"], "ms")
     for name, use in used.items():
         print(f"# {name}: {use['cpu_cores']} cores, peak {use['mem_mib']} MiB")
 

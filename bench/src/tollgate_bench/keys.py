@@ -11,9 +11,7 @@ flat out (the throughput limit) and at the same fixed 1,000/s (the latency limit
 
 import asyncio
 import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,13 +21,12 @@ import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 
-from tollgate_devstack import infra
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_keys import keyformat
 from tollgate_keys.app import SCHEMA
 
 from . import loadgen
-from .common import drop_schema, figure, fresh_schema, infrastructure, machine
+from .common import drop_schema, figure, fresh_schema, infrastructure, latency_ms, machine, pgbench, wrk
 
 KEYS = 1000
 HASH_SECRET = "bench-hash-secret-not-for-production"  # noqa: S105 - a throwaway bench schema
@@ -43,30 +40,6 @@ def fixed_rate(loadgen_bin: Path, port: int, keys_file: Path, rate: float, secon
     return loadgen.run(loadgen_bin, port, keys_file, rate, seconds)
 
 
-def wrk_flat_out(port: int, keys_file: Path, seconds: int, connections: int = 64) -> dict[str, float]:
-    """Closed loop, as fast as answers come back: wrk (C), so the load generator takes
-    little of the two cores the service, PostgreSQL and Kafka share."""
-    out = subprocess.run(
-        [
-            infra.debian_command("wrk", "wrk"),
-            "--threads",
-            "1",
-            "--connections",
-            str(connections),
-            "--duration",
-            f"{seconds}s",
-            "--script",
-            str(Path(__file__).with_name("validate.lua")),
-            f"http://127.0.0.1:{port}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KEYS_FILE": str(keys_file)},
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def _pgbench(port: int, schema: str, workdir: Path, options: list[str]) -> str:
     """pgbench running the service's per-batch statement, consume_and_record(), with one
     validation per transaction (usage event included) for a random pgbench key; its
@@ -77,28 +50,8 @@ def _pgbench(port: int, schema: str, workdir: Path, options: list[str]) -> str:
         "SELECT * FROM consume_and_record(ARRAY[sha256(convert_to(:k::text, 'UTF8'))], ARRAY[1::bigint], "
         "ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::int[]);\n"
     )
-    out = subprocess.run(
-        [
-            str(infra.postgres_bin() / "pgbench"),
-            "-n",
-            "-M",
-            "prepared",
-            *options,
-            "-f",
-            str(script),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "tollgate",
-            "tollgate",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={"PGOPTIONS": f"-c search_path={schema}"},
-    )
+    out = pgbench(port, schema, script, ["-M", "prepared", *options])
+    out.check_returncode()
     return out.stdout
 
 
@@ -129,17 +82,6 @@ def pgbench_at_rate(port: int, schema: str, rate: int, seconds: int, clients: in
     start = min(at for at, _ in timed)
     latencies = [latency for at, latency in timed if at >= start + 1]
     return {"transactions": len(latencies), **latency_ms(latencies)}
-
-
-def latency_ms(latencies: list[float]) -> dict[str, float]:
-    """p50, p99 and p99.9 of `latencies` (seconds), in milliseconds, by the definition
-    loadgen.c uses: the value at index n*p of the sorted list."""
-    ordered = sorted(latencies)
-
-    def at(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
-
-    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999)}
 
 
 async def settle(pool: asyncpg.Pool) -> None:
@@ -207,7 +149,7 @@ async def main() -> None:
         await settle(pool)
         fixed = fixed_rate(loadgen_bin, port, keys_file, rate=1000, seconds=10)
         await settle(pool)
-        flat = wrk_flat_out(port, keys_file, seconds=10)
+        flat = wrk("validate.lua", port, seconds=10, env={"KEYS_FILE": str(keys_file)})
         stack.procs.stop(name)  # the limits are PostgreSQL alone
         await settle(pool)
         limit = pgbench_tps(cfg.ports["postgres"], schema, seconds=10)

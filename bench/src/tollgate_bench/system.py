@@ -173,24 +173,6 @@ async def validate_once(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     return head.startswith(b"HTTP/1.1 200") and b'"isValid":true' in answer
 
 
-async def flat_out(port: int, keys: list[Customer], seconds: float, connections: int = 64) -> float:
-    """Validations a second with `connections` clients each sending the next as soon as
-    its answer arrives (closed loop): what keys can answer."""
-    deadline, count = time.monotonic() + seconds, 0
-
-    async def client(n: int) -> None:
-        nonlocal count
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while time.monotonic() < deadline:
-            await validate_once(reader, writer, keys[(n + count) % len(keys)].key)
-            count += 1
-        writer.close()
-
-    started = time.monotonic()
-    await asyncio.gather(*(client(n) for n in range(connections)))
-    return count / (time.monotonic() - started)
-
-
 # --- what the processes used ---------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from tollgate_devstack import infra
 from tollgate_devstack.processes import free_port, wait_until
 from tollgate_ledger.app import SCHEMA
 from tollgate_ledger.book import Book
@@ -38,7 +36,7 @@ from tollgate_ledger.finance import verify
 from tollgate_ledger.handlers import transfer_many
 from tollgate_ledger.holds import Transfer
 
-from .common import drop_schema, figure, fresh_schema, infrastructure, machine
+from .common import drop_schema, figure, fresh_schema, infrastructure, machine, pgbench, wrk
 from .keys import settle
 
 WALLETS = 1000
@@ -68,26 +66,8 @@ async def seed(pool: asyncpg.Pool, history: int = HISTORY) -> None:
         await conn.execute("ANALYZE")
 
 
-def wrk(port: int, seconds: int, run: str) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            infra.debian_command("wrk", "wrk"),
-            "--threads",
-            "1",
-            "--connections",
-            str(CONNECTIONS),
-            "--duration",
-            f"{seconds}s",
-            "--script",
-            str(Path(__file__).with_name("transfers.lua")),
-            f"http://127.0.0.1:{port}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "WALLETS": str(WALLETS), "RUN": run, "TOKEN": TOKEN},
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def transfers_flat_out(port: int, seconds: int, run: str) -> dict[str, float]:
+    return wrk("transfers.lua", port, seconds, CONNECTIONS, {"WALLETS": str(WALLETS), "RUN": run, "TOKEN": TOKEN})
 
 
 def pgbench_tps(port: int, schema: str, seconds: int) -> float:
@@ -95,30 +75,7 @@ def pgbench_tps(port: int, schema: str, seconds: int) -> float:
         script = Path(workdir) / "transfer.sql"
         template = Path(__file__).with_name("transfer.sql").read_text()
         script.write_text(template.replace("{wallets}", str(WALLETS)))
-        out = subprocess.run(
-            [
-                str(infra.postgres_bin() / "pgbench"),
-                "-n",
-                "-c",
-                "16",
-                "-j",
-                "2",
-                "-T",
-                str(seconds),
-                "-f",
-                str(script),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "tollgate",
-                "tollgate",
-            ],
-            capture_output=True,
-            text=True,
-            env={"PGOPTIONS": f"-c search_path={schema}"},
-        )
+        out = pgbench(port, schema, script, ["-c", "16", "-j", "2", "-T", str(seconds)])
     match = re.search(r"tps = ([\d.]+)", out.stdout)
     if not match or ("failed" in out.stdout and not re.search(r"number of failed transactions: 0 ", out.stdout)):
         raise SystemExit(out.stdout + out.stderr)
@@ -155,9 +112,9 @@ async def main(seconds: int) -> None:
             60,
             lambda: stack.procs.log_tail(name),
         )
-        wrk(admin, 3, f"warm-{run}")
+        transfers_flat_out(admin, 3, f"warm-{run}")
         await settle(pool)
-        flat = wrk(admin, seconds, run)
+        flat = transfers_flat_out(admin, seconds, run)
         stack.procs.stop(name)
         async with pool.acquire() as conn:
             booked = await conn.fetchval(
