@@ -72,20 +72,14 @@ class Processes:
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
         if _alive(pid):
-            # Killed, it still holds its ports and files (Kafka's log directory lock)
-            # until it is gone: whatever starts next in its place would fail on them.
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
+            _kill(pid)
         return True
 
     def kill(self, name: str) -> None:
         """SIGKILL, for crash tests: no chance to clean up."""
         pid = self.pid(name)
         if pid is not None:
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
+            _kill(pid)
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
@@ -105,6 +99,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL, and return once the process is gone: until then it holds its ports and
+    files (Kafka's log directory lock), and whatever starts in its place fails on them."""
+    _signal_group(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.05)
 
 
 def _signal_group(pid: int, sig: int) -> None:
