@@ -184,8 +184,8 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
 
 async def learn_balances(events: list[BalanceUpdated], conn: asyncpg.Connection) -> None:
     """Keep the ledger's view of customers' credits, newest version wins (the topic is
-    compacted and may be replayed from the start). Account order matters: validation
-    batches lock accounts in it, and balances applied as they came deadlocked against them."""
+    compacted and may be replayed from the start). In account order: validation batches
+    lock accounts in that order, and balances applied in any other would deadlock with them."""
     for e in newest_credits(events):
         if e.usage_total is not None:  # keys gates spending on credits only
             await repo.learn_balance(conn, e.account_id, e.available, e.usage_total, e.version)
