@@ -1,7 +1,7 @@
 """A local copy of every Tollgate balance, kept from `ledger.balances`: what a service of
 yours would run to gate spending, show balances or alert, without calling the ledger.
 
-    python examples/balance_mirror.py --bootstrap 127.0.0.1:59092
+    python examples/balance_mirror.py --bootstrap 127.0.0.1:19092
 
 It needs only aiokafka (no Tollgate code): it reads the compacted topic from the
 beginning (which leaves the latest balance of every account, and maybe some older
@@ -72,7 +72,7 @@ async def follow(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bootstrap", default="127.0.0.1:59092")
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--group", default=None, help="a consumer group, to resume where the last run stopped")
     args = parser.parse_args()
 

@@ -6,11 +6,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
+# Every port, shifted by any offset the project uses (up to 1000), stays below Linux's
+# ephemeral range (32768-60999). A port inside it can be held by any outgoing connection,
+# or by a client that keeps reconnecting to it while nothing listens (TCP connects to
+# itself once the kernel picks the same port as source), and then the broker cannot bind
+# it when it restarts.
 DEFAULT_PORTS = {
-    "postgres": 55432,
-    "kafka": 59092,
-    "kafka_controller": 59093,
-    "kafka_secure": 59094,
+    "postgres": 15432,
+    "kafka": 19092,
+    "kafka_controller": 19093,
+    "kafka_secure": 19094,
     "stripe_mock": 12111,
     "stripe_mock_https": 12113,
     "stripe": 12112,
@@ -56,6 +61,10 @@ class StackConfig:
             ports=ports,
         )
 
+    def ports_in_ephemeral_range(self, local_range: tuple[int, int] | None = None) -> dict[str, int]:
+        low, high = local_range or ephemeral_range()
+        return {name: port for name, port in self.ports.items() if low <= port <= high}
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
@@ -76,3 +85,12 @@ class StackConfig:
     @property
     def tls_dir(self) -> Path:
         return self.state_dir / "tls"
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999

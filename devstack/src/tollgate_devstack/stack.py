@@ -108,6 +108,12 @@ class Stack:
 
     def up_infra(self, database_url: str | None = None, kafka: str | None = None) -> None:
         """Start PostgreSQL and Kafka unless given, then stripe-mock, the emulator, SMTP capture."""
+        if risky := self.cfg.ports_in_ephemeral_range():
+            infra.say(
+                f"warning: {', '.join(f'{n} {p}' for n, p in risky.items())} lie in the kernel's ephemeral port "
+                "range: an outgoing connection can hold one when its server binds it. Choose a lower "
+                "TOLLGATE_PORT_OFFSET or TOLLGATE_PORT_<NAME>."
+            )
         self.up_data(database_url, kafka)
         self.up_emulators()
 

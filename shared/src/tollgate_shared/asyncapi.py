@@ -51,13 +51,13 @@ def document(spec: ServiceSpec, version: str) -> dict[str, Any]:
                 "security": [{"$ref": "#/components/securitySchemes/scram"}],
             },
             "dev": {
-                "host": "127.0.0.1:59094",
+                "host": "127.0.0.1:19094",
                 "protocol": "kafka-secure",
                 "description": "The dev stack's broker (`make run`), as the services reach it: SASL_SSL.",
                 "security": [{"$ref": "#/components/securitySchemes/scram"}],
             },
             "dev-tools": {
-                "host": "127.0.0.1:59092",
+                "host": "127.0.0.1:19092",
                 "protocol": "kafka",
                 "description": "The dev stack's PLAINTEXT listener on loopback, for tools (kcat) and tests.",
             },

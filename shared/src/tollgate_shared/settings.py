@@ -87,7 +87,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, use_attribute_docstrings=True)
 
-    database_url: str = Field(default="postgresql://tollgate@127.0.0.1:55432/tollgate", repr=False)
+    database_url: str = Field(default="postgresql://tollgate@127.0.0.1:15432/tollgate", repr=False)
     """PostgreSQL, as the service's own role: DML on its own schema only. Never in a repr
     or a log (it carries a password)."""
     database_owner_url: str | None = Field(default=None, repr=False)
@@ -101,7 +101,7 @@ class ServiceSettings(BaseSettings):
     """The CA bundle PostgreSQL's certificate is checked against (`verify-ca`/`verify-full`)."""
     schema_name: str
     """The service's PostgreSQL schema (each service owns one)."""
-    kafka_bootstrap_servers: str = "127.0.0.1:59092"
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
     """Kafka brokers, `host:port,host:port`."""
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """How every Kafka client of the service connects; `SASL_SSL` in production."""
