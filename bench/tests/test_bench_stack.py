@@ -27,4 +27,4 @@ def test_the_environment_still_decides(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("TOLLGATE_PORT_OFFSET", "1000")
     monkeypatch.setenv("TOLLGATE_STACK_DIR", str(tmp_path))
     cfg = bench_config()
-    assert cfg.ports["postgres"] == 56432 and str(cfg.state_dir) == str(tmp_path)
+    assert cfg.ports["postgres"] == 16432 and str(cfg.state_dir) == str(tmp_path)
