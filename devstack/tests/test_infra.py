@@ -6,6 +6,7 @@ import pytest
 
 from tollgate_devstack import infra
 from tollgate_devstack.config import StackConfig
+from tollgate_devstack.processes import FREE_PORTS
 
 
 def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,6 +24,7 @@ def test_no_stack_port_lies_where_the_kernel_picks_outgoing_ports(offset: int) -
     # Linux's default range, not this machine's: the ports must be safe wherever the stack runs.
     cfg = StackConfig.from_env({"TOLLGATE_PORT_OFFSET": str(offset)})
     assert cfg.ports_in_ephemeral_range((32768, 60999)) == {}
+    assert max(cfg.ports.values()) < FREE_PORTS[0]  # free_port() never hands out a stopped stack's port
 
 
 def test_a_port_set_into_the_ephemeral_range_is_named() -> None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+FREE_PORTS = (21_000, 32_000)
+
 
 class Processes:
     def __init__(self, state_dir: Path) -> None:
@@ -140,13 +142,14 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float, on_fail: Ca
 def free_port() -> int:
     """A loopback port nobody is listening on right now, below the ephemeral range: a
     port the kernel hands to outgoing connections could be taken by one between this
-    answer and the listener binding it."""
+    answer and the listener binding it. Above every stack port at any offset up to 1000,
+    so it is never a stopped broker's port, taken before the broker comes back."""
     for _ in range(200):
-        port = random.randint(20_000, 31_999)
+        port = random.randint(FREE_PORTS[0], FREE_PORTS[1])
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port between 20000 and 31999")
+    raise RuntimeError(f"no free port in {FREE_PORTS}")
