@@ -125,3 +125,26 @@ async def test_every_admin_call_is_recorded_with_who_what_and_from_where(stack: 
         ("anonymous", "none", "GET", 401, "127.0.0.1"),
         ("ops", "operator", "GET", 200, "127.0.0.1"),
     ]
+
+
+async def test_an_admin_change_is_recorded_before_it_acts_and_a_lookup_after(stack: dict[str, Any]) -> None:
+    account = f"cus_audit{secrets.token_hex(4)}"
+    change = f"/v1/admin/accounts/{account}/keys"
+    async with httpx.AsyncClient(base_url=stack["keys_admin"], timeout=15) as http:
+        made = await http.post(change, headers={"Authorization": f"Bearer {stack['operator_token']}"})
+        looked = await http.post(
+            "/internal/v1/identify",
+            json={"apiKey": f"tg_{account}"},
+            headers={"Authorization": f"Bearer {stack['portal_token']}"},
+        )
+    assert (made.status_code, looked.status_code) == (409, 200)  # nothing bought: refused by the handler
+
+    async def recorded() -> list[Any] | None:
+        found = await rows(stack, "keys", "SELECT request, status FROM audit_log WHERE path = $1 ORDER BY id", change)
+        return found if len(found) == 2 else None
+
+    intent, outcome = await eventually("the audit rows", recorded)
+    assert (intent["status"], outcome["status"]) == (None, 409)  # the intent, committed before the handler ran
+    assert intent["request"] == outcome["request"]
+    lookups = await rows(stack, "keys", "SELECT status FROM audit_log WHERE path = '/internal/v1/identify'")
+    assert lookups and None not in [r["status"] for r in lookups]  # a lookup: its outcome only

@@ -62,13 +62,11 @@ def bearer(authorization: str | None) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def staff(operators: Tokens, internals: Tokens | None = None) -> Callable[..., Caller]:
+def staff(operators: Tokens, internals: Tokens | None = None) -> Callable[..., Awaitable[Caller]]:
     """A guard admitting operators, and internal callers too if `internals` is given."""
 
-    def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-        caller = _admit(operators, internals, authorization)
-        request.state.caller = caller
-        return caller
+    async def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+        return await admitted(request, _admit(operators, internals, authorization))
 
     return guard
 
@@ -84,6 +82,15 @@ def staff_on_scope(operators: Tokens, internals: Tokens | None = None) -> Callab
     return guard
 
 
+async def admitted(request: Request, caller: Caller, *, changes: bool = True) -> Caller:
+    """Note who the caller is, where the audit log reads it; on a listener that audits, a
+    call that changes something is recorded before it may act (tollgate_shared.audit)."""
+    request.state.caller = caller
+    if changes and (before_acting := getattr(request.state, "before_acting", None)) is not None:
+        await before_acting()
+    return caller
+
+
 def _admit(operators: Tokens, internals: Tokens | None, authorization: str | None) -> Caller:
     presented = bearer(authorization)
     if presented and (name := operators.who(presented)):
@@ -93,16 +100,19 @@ def _admit(operators: Tokens, internals: Tokens | None, authorization: str | Non
     raise ApiError(401, "unauthorized", "an operator or service token is required")
 
 
-def internal(internals: Tokens, only: frozenset[str] | None = None) -> Callable[..., Caller]:
-    """A guard admitting only Tollgate's own services; with `only`, only those named."""
+def internal(
+    internals: Tokens, only: frozenset[str] | None = None, *, changes: bool = True
+) -> Callable[..., Awaitable[Caller]]:
+    """A guard admitting only Tollgate's own services; with `only`, only those named.
+    `changes=False` for routes that only read though they take POST (a lookup whose input
+    must stay out of URLs): their calls are audited after the answer, as reads are."""
 
-    def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    async def guard(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
         presented = bearer(authorization)
         name = internals.who(presented) if presented else None
         if name is None or (only is not None and name not in only):
             raise ApiError(401, "unauthorized", "a service token is required")
-        request.state.caller = Caller("internal", name)
-        return request.state.caller  # type: ignore[no-any-return]
+        return await admitted(request, Caller("internal", name), changes=changes)
 
     return guard
 
@@ -124,8 +134,7 @@ def customer(identify: Identify) -> Callable[..., Awaitable[Caller]]:
             raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
         if owner != account_id:
             raise ApiError(403, "forbidden", "a key opens only its own account")
-        request.state.caller = Caller("customer", owner, owner)
-        return request.state.caller  # type: ignore[no-any-return]
+        return await admitted(request, Caller("customer", owner, owner))
 
     return guard
 
@@ -139,8 +148,7 @@ def key_holder(identify: Identify) -> Callable[..., Awaitable[Caller]]:
         owner = await identify(presented) if presented else None
         if owner is None:
             raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
-        request.state.caller = Caller("customer", owner, owner)
-        return request.state.caller  # type: ignore[no-any-return]
+        return await admitted(request, Caller("customer", owner, owner))
 
     return guard
 

@@ -16,6 +16,7 @@ import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .audit import AuditWriter
 from .http import UNAVAILABLE, ApiError, error_body, is_unavailable, validation_error
 from .logging import get_logger
 
@@ -27,8 +28,9 @@ Answer = tuple[int, dict[str, Any]]
 class FastRoute(Generic[M]):
     """`method path` answered by `handle(request, scope)` -> (status, body); anything else
     goes on to `app`. `guard(scope)` raises ApiError to refuse (401) before the body is
-    read; `observe(status, seconds)` sees every answer (metrics), and `record(scope,
-    status)` too once it is sent (the audit log of an admin listener)."""
+    read; `observe(status, seconds)` sees every answer (metrics). On an admin listener
+    `audit` records the call as tollgate_shared.audit does behind FastAPI: the intent of a
+    call that changes something before `handle`, its outcome once the answer is sent."""
 
     def __init__(
         self,
@@ -40,11 +42,11 @@ class FastRoute(Generic[M]):
         handle: Callable[[M, Scope], Awaitable[Answer]],
         guard: Callable[[Scope], None] | None = None,
         observe: Callable[[int, float], None] | None = None,
-        record: Callable[[Scope, int], None] | None = None,
+        audit: AuditWriter | None = None,
         max_body: int = 8 * 1024,
     ) -> None:
         self.app, self.method, self.path, self.model = app, method, path, model
-        self.handle, self.guard, self.observe, self.record, self.max_body = handle, guard, observe, record, max_body
+        self.handle, self.guard, self.observe, self.audit, self.max_body = handle, guard, observe, audit, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != self.method:
@@ -55,8 +57,8 @@ class FastRoute(Generic[M]):
         if self.observe is not None:
             self.observe(status, time.perf_counter() - started)
         await send_json(send, status, body, headers)
-        if self.record is not None:
-            self.record(scope, status)
+        if self.audit is not None:
+            self.audit.record(scope, status)
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
@@ -69,6 +71,8 @@ class FastRoute(Generic[M]):
                 request = self.model.model_validate_json(raw)
             except ValidationError as exc:
                 return *validation_error(exc.errors()), {}  # type: ignore[arg-type]
+            if self.audit is not None:
+                await self.audit.ahead(scope)
             status, body = await self.handle(request, scope)
             return status, body, {}
         except ApiError as refused:

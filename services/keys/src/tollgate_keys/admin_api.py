@@ -155,7 +155,8 @@ def router(runtime: Runtime, secrets: KeySecrets, operators: Tokens, internals: 
 
 
 def internal_router(runtime: Runtime, secrets: KeySecrets, internals: Tokens) -> APIRouter:
-    r = APIRouter(dependencies=[Depends(internal(internals))], tags=["internal"])
+    # A lookup, though POST (the key stays out of URLs and logs): audited after the answer.
+    r = APIRouter(dependencies=[Depends(internal(internals, changes=False))], tags=["internal"])
 
     @r.post("/internal/v1/identify")
     async def identify(body: IdentifyRequest) -> Identified:

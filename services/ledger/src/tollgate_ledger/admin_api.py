@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.types import ASGIApp, Scope
 
+from tollgate_shared.audit import AuditWriter
 from tollgate_shared.fastpath import Answer, FastRoute
 from tollgate_shared.http import ApiError, RequestBody, Text
 from tollgate_shared.runtime import Runtime
@@ -115,7 +116,7 @@ async def _booked(coalescer: Coalescer, move: Move) -> Outcome | bool:
 
 
 def transfers_route(
-    app: ASGIApp, coalescer: Coalescer, guard: Callable[[Scope], None], record: Callable[[Scope, int], None] | None
+    app: ASGIApp, coalescer: Coalescer, guard: Callable[[Scope], None], audit: AuditWriter | None
 ) -> FastRoute[TransferRequest]:
     """POST /v1/transfers served in front of the admin app (tollgate_shared.fastpath): at
     thousands a second FastAPI's own stack cost more than booking the transfer."""
@@ -125,7 +126,7 @@ def transfers_route(
         return status, done.model_dump(mode="json")
 
     return FastRoute(
-        app, method="POST", path="/v1/transfers", model=TransferRequest, handle=handle, guard=guard, record=record
+        app, method="POST", path="/v1/transfers", model=TransferRequest, handle=handle, guard=guard, audit=audit
     )
 
 

@@ -66,5 +66,5 @@ def build_app(settings: Settings) -> Service:
     )
     # Outermost on the admin listener, ahead of FastAPI's stack (tollgate_shared.fastpath).
     guard = staff_on_scope(Tokens(settings.operator_tokens))
-    svc.admin = admin_api.transfers_route(svc.admin, coalescer, guard, svc.audit.record if svc.audit else None)
+    svc.admin = admin_api.transfers_route(svc.admin, coalescer, guard, svc.audit)
     return svc
