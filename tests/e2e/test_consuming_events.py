@@ -11,6 +11,8 @@ from typing import Any
 from tollgate_devstack.config import REPO_ROOT
 from tollgate_devstack.demo import Demo, eventually
 
+from .helpers import rows
+
 spec = importlib.util.spec_from_file_location("balance_mirror", REPO_ROOT / "examples" / "balance_mirror.py")
 assert spec is not None and spec.loader is not None
 balance_mirror = importlib.util.module_from_spec(spec)
@@ -35,6 +37,9 @@ async def test_the_example_keeps_the_ledgers_balances(stack: dict[str, Any], dem
             "the mirror to have the balance", _now(mirrored), until=lambda b: b["version"] == ledger["version"]
         )
         assert (copy["current"], copy["available"], copy["pending"]) == (993, 993, 0)
+        # Published, so the ledger's outbox no longer holds it: nothing could add it twice.
+        kept = await rows(stack, "ledger", "SELECT count(*) FROM outbox WHERE key LIKE $1", f"%{session['customer']}%")
+        assert kept[0][0] == 0
     finally:
         stop.set()
         await following

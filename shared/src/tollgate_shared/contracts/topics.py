@@ -65,6 +65,9 @@ LEDGER_BALANCES = Topic(
     key="ledger account id (e.g. customer:cus_123:credits)",
     # The latest balance per account is all a consumer needs: compact the rest away.
     config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+    # Written only by the transaction that makes the account's version, with the version
+    # in its id: nothing can add one twice, and one per change kept a week is gigabytes.
+    keep_published=False,
 )
 LEDGER_ALERTS = Topic(
     "ledger.alerts", (BalanceAlert,), "A customer's spendable credits crossed their low-balance threshold."
