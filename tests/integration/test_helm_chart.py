@@ -5,7 +5,9 @@ that version's schema (kubernetes-validate); and the chart's own rules over what
 renders: hardened pods, probes and limits everywhere, a PDB per Deployment, no Secret,
 admin listeners kept inside."""
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -20,7 +22,11 @@ from tollgate_shared.runtime import ServiceSpec
 from tollgate_shared.topics import describe
 
 CHART = REPO_ROOT / "deploy" / "helm" / "tollgate"
-VALUE_SETS = {"defaults": [], "full": ["-f", str(CHART / "ci" / "full-values.yaml")]}
+VALUE_SETS = {
+    "defaults": [],
+    "full": ["-f", str(CHART / "ci" / "full-values.yaml")],
+    "kafka-users": ["--set", "topics.job.acls.users.ledger=prod-ledger"],
+}
 OLDEST, NEWEST = "1.28.0", "1.37.0"
 # Kinds of operators the chart can drive (KEDA, the Prometheus Operator, Strimzi): their
 # schemas are theirs, not Kubernetes'; the rules below still read them.
@@ -165,3 +171,18 @@ def test_keda_scales_each_consumer_on_the_groups_and_topics_it_really_has() -> N
         real = {(f"{spec.name}.{s.name}", s.topic.name) for s in spec.subscriptions}
         rendered = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in o["spec"]["triggers"]}
         assert rendered <= real and rendered, service
+
+
+def test_the_topics_job_grants_the_acls_and_its_command_runs(stack: dict[str, Any]) -> None:
+    def command(values: str) -> list[str]:
+        (job,) = [j for j in of_kind(render(values), "Job") if j["metadata"]["name"] == "tg-tollgate-topics"]
+        return job["spec"]["template"]["spec"]["containers"][0]["command"]  # type: ignore[no-any-return]
+
+    assert command("defaults") == ["python3", "-m", "tollgate_shared.topics", "--acls"]
+    renamed = command("kafka-users")
+    assert renamed[-1] == "--user=ledger=prod-ledger"
+    # As the Job runs it, against a real broker with an authorizer (the stack's, as its super user).
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack["kafka"]}
+    ran = subprocess.run([sys.executable, *renamed[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1].startswith("acls: ")

@@ -1,16 +1,26 @@
 """The stack's broker as the services meet it: SASL_SSL with SCRAM-SHA-512, a certificate
-from the stack's own authority, and one user per service. Every service of the test
-stack, and so the demo and every e2e test, runs over it."""
+from the stack's own authority, and one user per service held to its ACLs. Every service
+of the test stack, and so the demo and every e2e test, runs over it: that they all work
+is the proof each user may do what its service needs; here, that it may do no more."""
 
+import importlib
 import ssl
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 
 from tollgate_devstack.stack import KAFKA_USERS, Stack
 from tollgate_ledger.config import Settings as LedgerSettings
+from tollgate_shared.acls import grant
+from tollgate_shared.settings import ServiceSettings
+from tollgate_shared.topics import all_acls
 
 
 @pytest.fixture
@@ -25,6 +35,13 @@ def ledger_settings(launcher: Stack, **overrides: Any) -> LedgerSettings:
     env = launcher.env_for("ledger", launcher.cfg.database_url, launcher.cfg.kafka_bootstrap)
     fields = {k.removeprefix("LEDGER_").lower(): v for k, v in env.items() if k.startswith("LEDGER_")}
     return LedgerSettings(**(fields | overrides))
+
+
+def settings_of(launcher: Stack, service: str) -> ServiceSettings:
+    env = launcher.env_for(service, launcher.cfg.database_url, launcher.cfg.kafka_bootstrap)
+    prefix = service.upper() + "_"
+    settings_type = importlib.import_module(f"tollgate_{service}.config").Settings
+    return settings_type(**{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)})  # type: ignore[no-any-return]
 
 
 async def reaches(bootstrap: str, **options: Any) -> None:
@@ -67,3 +84,58 @@ async def test_a_broker_certificate_from_another_authority_is_refused(launcher: 
 async def test_plaintext_is_not_spoken_on_the_secure_listener(launcher: Stack) -> None:
     with pytest.raises(KafkaConnectionError):
         await reaches(launcher.cfg.kafka_secure_bootstrap)
+
+
+@pytest.mark.parametrize("topic", ["payments.events", "keys.events", "usage.recorded"])
+async def test_a_service_may_not_write_what_another_publishes(launcher: Stack, topic: str) -> None:
+    # The ledger reads payments.events: it sees the topic, and still cannot forge a payment.
+    s = settings_of(launcher, "ledger")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap_servers, request_timeout_ms=5000, **s.kafka_options()
+    )
+    await producer.start()
+    try:
+        assert await producer.partitions_for("ledger.balances")  # its own topic: described, so allowed
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topic, b"{}", key=b"cus_forged")
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize(
+    ("topic", "group", "refusal"),
+    [
+        ("keys.events", "ledger.probe", TopicAuthorizationFailedError),  # not a topic the ledger consumes
+        ("payments.events", "keys.probe", GroupAuthorizationFailedError),  # another service's group
+        ("payments.events", None, None),  # its own topic, in its own group: allowed
+    ],
+)
+async def test_a_service_reads_only_its_topics_in_its_own_groups(
+    launcher: Stack, topic: str, group: str | None, refusal: type[Exception] | None
+) -> None:
+    s = settings_of(launcher, "ledger")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.kafka_bootstrap_servers,
+        group_id=group or "ledger.probe",
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        request_timeout_ms=5000,
+        **s.kafka_options(),
+    )
+    try:
+        if refusal is None:
+            await consumer.start()
+            await consumer.getmany(timeout_ms=1000)
+            assert consumer.assignment()
+        else:
+            with pytest.raises(refusal):
+                await consumer.start()  # joining the group is where the broker refuses
+                await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+
+
+async def test_granting_again_changes_nothing(launcher: Stack) -> None:
+    acls = all_acls()
+    assert await grant(launcher.cfg.kafka_bootstrap, acls) == len(acls)

@@ -233,8 +233,8 @@ def kafka_cluster_id() -> str:
 
 def start_kafka(cfg: StackConfig, procs: Processes, certs: Certificates, users: dict[str, str]) -> None:
     """One broker (and controller) with two listeners: SASL_SSL (SCRAM-SHA-512, the
-    stack's certificate) for the services, each logging in as a user of its own; and
-    PLAINTEXT on loopback for tests and tools that read topics as they are."""
+    stack's certificate) for the services, each logging in as a user of its own and held
+    to its ACLs; and PLAINTEXT on loopback for tests and tools that read topics as they are."""
     port, controller, secure = cfg.ports["kafka"], cfg.ports["kafka_controller"], cfg.ports["kafka_secure"]
     if procs.pid("kafka") and port_open(port):
         return
@@ -255,6 +255,10 @@ def start_kafka(cfg: StackConfig, procs: Processes, certs: Certificates, users: 
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+                # Each service's SCRAM user may do only what its ACLs allow (tollgate_shared.acls);
+                # PLAINTEXT, the tests' and tools' listener and the broker's own, is a super user.
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=User:ANONYMOUS",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
                 "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",

@@ -15,7 +15,9 @@ import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 
+from tollgate_shared.acls import grant
 from tollgate_shared.bus import ensure_topics
+from tollgate_shared.topics import all_acls
 
 from . import infra
 from .config import SERVICES, StackConfig
@@ -105,6 +107,8 @@ class Stack:
             infra.start_kafka(self.cfg, self.procs, certs, users)
         asyncio.run(self._service_roles(database_url or self.cfg.database_url))
         asyncio.run(ensure_topics(kafka or self.cfg.kafka_bootstrap, replicas=1))
+        if self.own_kafka:  # a broker from outside has no authorizer: its services connect as anyone
+            asyncio.run(grant(self.cfg.kafka_bootstrap, all_acls()))
 
     def up_infra(self, database_url: str | None = None, kafka: str | None = None) -> None:
         """Start PostgreSQL and Kafka unless given, then stripe-mock, the emulator, SMTP capture."""

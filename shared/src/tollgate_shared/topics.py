@@ -1,19 +1,27 @@
-"""`python -m tollgate_shared.topics [--replicas N] [--describe]`: create every topic of
-the catalog, and its dead-letter topic, that does not exist yet. Run by the deployment
-(a Job), not by the services at start. Reads KAFKA_BOOTSTRAP_SERVERS and the KAFKA_*
-security settings. --describe prints the catalog as YAML instead (the Helm chart's
-files/topics.yaml, from which it makes Strimzi KafkaTopics)."""
+"""`python -m tollgate_shared.topics [--replicas N] [--acls [--user S=NAME] [--group S=PREFIX]]
+[--describe]`: create every topic of the catalog, and its dead-letter topic, that does not
+exist yet; with --acls, grant each service's Kafka user what its spec says it publishes
+and consumes (tollgate_shared.acls). Run by the deployment (a Job), not by the services
+at start. Reads KAFKA_BOOTSTRAP_SERVERS and the KAFKA_* security settings: a user that
+may create topics, and with --acls alter the cluster's ACLs. --describe prints the
+catalog as YAML instead (the Helm chart's files/topics.yaml, from which it makes Strimzi
+KafkaTopics)."""
 
 import argparse
 import asyncio
+import importlib
 import sys
 
 import yaml
 from pydantic_settings import SettingsConfigDict
 
+from .acls import Acl, acls_for, grant
 from .bus import ensure_topics, new_topics
 from .contracts import ALL_TOPICS
+from .runtime import ServiceSpec
 from .settings import ServiceSettings
+
+SERVICES = ("checkout", "ledger", "keys", "notifier", "usage-sync", "portal")
 
 
 class TopicSettings(ServiceSettings):
@@ -26,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tollgate_shared.topics", description=__doc__)
     parser.add_argument("--replicas", type=int, help="override the catalog's replication (a one-node broker: 1)")
     parser.add_argument("--describe", action="store_true", help="print the catalog as YAML and exit")
+    parser.add_argument("--acls", action="store_true", help="also grant each service's user its ACLs")
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="SERVICE=NAME",
+        help="a service's Kafka user, where not tollgate-<service>",
+    )
+    parser.add_argument(
+        "--group", action="append", default=[], metavar="SERVICE=PREFIX", help="a service's GROUP_ID, where set"
+    )
     args = parser.parse_args(argv)
     if args.describe:
         sys.stdout.write(describe())
@@ -35,7 +54,35 @@ def main(argv: list[str] | None = None) -> int:
         ensure_topics(settings.kafka_bootstrap_servers, replicas=args.replicas, **settings.kafka_options())
     )
     print(f"topics: {', '.join(created) or 'all present'}")
+    if args.acls:
+        users, groups = _pairs(parser, args.user), _pairs(parser, args.group)
+        asked = asyncio.run(
+            grant(settings.kafka_bootstrap_servers, all_acls(users, groups), **settings.kafka_options())
+        )
+        print(f"acls: {asked} granted for {', '.join(SERVICES)}")
     return 0
+
+
+def service_specs() -> list[ServiceSpec]:
+    """Every service's spec, from the service itself: the ACLs follow what each declares
+    it publishes and consumes, never a copy of it (the image holds every service)."""
+    return [importlib.import_module(f"tollgate_{name.replace('-', '_')}.app").SPEC for name in SERVICES]
+
+
+def all_acls(users: dict[str, str] | None = None, groups: dict[str, str] | None = None) -> list[Acl]:
+    users, groups = users or {}, groups or {}
+    return [
+        acl
+        for spec in service_specs()
+        for acl in acls_for(spec, f"User:{users[spec.name]}" if spec.name in users else None, groups.get(spec.name))
+    ]
+
+
+def _pairs(parser: argparse.ArgumentParser, given: list[str]) -> dict[str, str]:
+    pairs = dict(item.partition("=")[::2] for item in given)
+    if unknown := sorted(set(pairs) - set(SERVICES)) or [k for k, v in pairs.items() if not v]:
+        parser.error(f"expected SERVICE=VALUE with a service of {', '.join(SERVICES)}: {', '.join(unknown)}")
+    return pairs
 
 
 def describe() -> str:
