@@ -18,8 +18,9 @@ import yaml
 
 from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.infra import helm_binary
+from tollgate_shared.acls import acls_for
 from tollgate_shared.runtime import ServiceSpec
-from tollgate_shared.topics import describe
+from tollgate_shared.topics import describe, describe_acls, service_specs
 
 CHART = REPO_ROOT / "deploy" / "helm" / "tollgate"
 VALUE_SETS = {
@@ -30,7 +31,7 @@ VALUE_SETS = {
 OLDEST, NEWEST = "1.28.0", "1.37.0"
 # Kinds of operators the chart can drive (KEDA, the Prometheus Operator, Strimzi): their
 # schemas are theirs, not Kubernetes'; the rules below still read them.
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "KafkaTopic"}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
 SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync", "portal"]
 
 
@@ -117,7 +118,9 @@ def test_no_secret_is_rendered_and_no_setting_carries_one(values: str) -> None:
         for c in spec["containers"]:
             for env in c.get("env", []):
                 name = env["name"]
-                assert not any(s in name for s in ("PASSWORD", "TOKEN", "SECRET", "DATABASE_URL")), (where, name)
+                if any(s in name for s in ("PASSWORD", "TOKEN", "SECRET", "DATABASE_URL")):
+                    # Only ever a reference to a Secret (Strimzi's, for a KafkaUser's password).
+                    assert "value" not in env and env["valueFrom"]["secretKeyRef"], (where, name)
 
 
 def test_admin_listeners_are_never_in_a_public_service_and_only_the_exposed_are_open_to_all() -> None:
@@ -160,6 +163,36 @@ def test_strimzi_topics_are_the_catalog_and_the_catalog_file_is_current() -> Non
     for t in catalog:
         assert (topics[t["name"]]["partitions"], topics[t["name"]]["replicas"]) == (t["partitions"], t["replicas"])
         assert topics[t["name"]]["config"] == t["config"]
+
+
+def test_strimzi_users_hold_each_services_acls_and_the_services_log_in_as_them() -> None:
+    assert (CHART / "files" / "acls.yaml").read_text() == describe_acls(), (
+        "run: python -m tollgate_shared.topics --describe-acls"
+    )
+    objects = render("full")
+    users = {u["metadata"]["name"]: u["spec"] for u in of_kind(objects, "KafkaUser")}
+    assert set(users) == {f"tg-tollgate-{spec.name}-kafka" for spec in service_specs()}
+    for spec in service_specs():
+        user = users[f"tg-tollgate-{spec.name}-kafka"]
+        assert user["authentication"] == {"type": "scram-sha-512"}
+        granted = {
+            (a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"], op)
+            for a in user["authorization"]["acls"]
+            for op in a["operations"]
+        }
+        wanted = {(a.resource, a.name, "prefix" if a.prefixed else "literal", a.operation) for a in acls_for(spec)}
+        assert granted == wanted, spec.name
+    for d in of_kind(objects, "Deployment"):
+        env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        (username,) = [e["value"] for name, e in env.items() if name.endswith("_KAFKA_SASL_USERNAME")]
+        (password,) = [
+            e["valueFrom"]["secretKeyRef"] for name, e in env.items() if name.endswith("_KAFKA_SASL_PASSWORD")
+        ]
+        assert username in users and password == {"name": username, "key": "password"}, d["metadata"]["name"]
+    # Without Strimzi, no KafkaUser, and each service's Secret names its Kafka user.
+    assert of_kind(render("defaults"), "KafkaUser") == []
+    for d in of_kind(render("defaults"), "Deployment"):
+        assert not [e for e in d["spec"]["template"]["spec"]["containers"][0]["env"] if "KAFKA_SASL_USER" in e["name"]]
 
 
 def test_keda_scales_each_consumer_on_the_groups_and_topics_it_really_has() -> None:

@@ -40,6 +40,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{ . | upper | replace "-" "_" }}_
 {{- end -}}
 
+{{/* A service's Strimzi KafkaUser, and the Secret Strimzi makes for it: (dict "root" $ "name" "ledger") */}}
+{{- define "tollgate.kafkaUser" -}}
+{{ include "tollgate.fullname" .root }}-{{ .name }}-kafka
+{{- end -}}
+
 {{/* tollgate_usage_sync: a service's Python module. */}}
 {{- define "tollgate.module" -}}
 tollgate_{{ . | replace "-" "_" }}
@@ -81,6 +86,16 @@ seccompProfile:
   value: {{ $root.Values.kafka.securityProtocol | quote }}
 - name: {{ $p }}KAFKA_SASL_MECHANISM
   value: {{ $root.Values.kafka.saslMechanism | quote }}
+{{- if and $root.Values.topics.strimzi.enabled $root.Values.topics.strimzi.users }}
+{{- /* The KafkaUser of kafkausers.yaml, and the Secret Strimzi makes for it. */}}
+- name: {{ $p }}KAFKA_SASL_USERNAME
+  value: {{ include "tollgate.kafkaUser" . | quote }}
+- name: {{ $p }}KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tollgate.kafkaUser" . | quote }}
+      key: password
+{{- end }}
 {{- if $root.Values.kafka.caSecret }}
 - name: {{ $p }}KAFKA_SSL_CAFILE
   value: /etc/tollgate/kafka-ca/ca.crt
