@@ -1,11 +1,14 @@
-"""`python -m tollgate_shared.topics [--replicas N] [--acls [--user S=NAME] [--group S=PREFIX]]
-[--describe | --describe-acls]`: create every topic of the catalog, and its dead-letter topic, that does not
-exist yet; with --acls, grant each service's Kafka user what its spec says it publishes
-and consumes (tollgate_shared.acls). Run by the deployment (a Job), not by the services
-at start. Reads KAFKA_BOOTSTRAP_SERVERS and the KAFKA_* security settings: a user that
-may create topics, and with --acls alter the cluster's ACLs. --describe prints the
-catalog as YAML instead (the Helm chart's files/topics.yaml, from which it makes Strimzi
-KafkaTopics), --describe-acls the ACLs (files/acls.yaml, for Strimzi KafkaUsers)."""
+"""`python -m tollgate_shared.topics [--replicas N] [--acls [--user S=NAME] [--group S=PREFIX]]`
+
+Creates every topic of the catalog, and its dead-letter topic, that does not exist yet;
+with --acls, grants each service's Kafka user what its spec says it publishes and
+consumes (tollgate_shared.acls). Run by the deployment (a Job), not by the services at
+start. Reads KAFKA_BOOTSTRAP_SERVERS and the KAFKA_* security settings: a user that may
+create topics and, with --acls, alter the cluster's ACLs.
+
+--describe prints the catalog as YAML instead (the Helm chart's files/topics.yaml, from
+which it makes Strimzi KafkaTopics); --describe-acls the ACLs (files/acls.yaml, from
+which it makes Strimzi KafkaUsers)."""
 
 import argparse
 import asyncio
@@ -50,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.describe or args.describe_acls:
         sys.stdout.write(describe() if args.describe else describe_acls())
         return 0
+    users, groups = _pairs(parser, args.user), _pairs(parser, args.group)
     settings = TopicSettings()
     created = asyncio.run(
         ensure_topics(settings.kafka_bootstrap_servers, replicas=args.replicas, **settings.kafka_options())
     )
     print(f"topics: {', '.join(created) or 'all present'}")
     if args.acls:
-        users, groups = _pairs(parser, args.user), _pairs(parser, args.group)
         asked = asyncio.run(
             grant(settings.kafka_bootstrap_servers, all_acls(users, groups), **settings.kafka_options())
         )
@@ -100,9 +103,13 @@ def describe_acls() -> str:
 
 
 def _pairs(parser: argparse.ArgumentParser, given: list[str]) -> dict[str, str]:
-    pairs = dict(item.partition("=")[::2] for item in given)
-    if unknown := sorted(set(pairs) - set(SERVICES)) or [k for k, v in pairs.items() if not v]:
-        parser.error(f"expected SERVICE=VALUE with a service of {', '.join(SERVICES)}: {', '.join(unknown)}")
+    """`ledger=prod-ledger` options as {service: value}; a wrong one stops the command."""
+    pairs = {}
+    for item in given:
+        service, _, value = item.partition("=")
+        if service not in SERVICES or not value:
+            parser.error(f"{item!r}: expected SERVICE=VALUE, SERVICE one of {', '.join(SERVICES)}")
+        pairs[service] = value
     return pairs
 
 
