@@ -178,3 +178,20 @@ async def test_checkout_metrics_count_webhooks_by_type_and_outcome(stack: dict[s
         assert (await post_webhook(stack, body, None)).status_code == 400
         after = await scrape(http, stack["checkout_admin"])
     assert {name: after.get(name, 0) - before.get(name, 0) for name in watched} == dict.fromkeys(watched, 1)
+
+
+async def test_an_operator_sees_how_many_live_keys_each_hash_secret_holds(stack: dict[str, Any], demo: Demo) -> None:
+    # The stack never rotated its hash secret: every key a purchase issues is under the current one.
+    email = f"secrets+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy("starter", email)
+    await demo.pay(session["id"])
+    await demo.key_from_email(email)
+    async with httpx.AsyncClient(base_url=stack["keys_admin"], timeout=15) as http:
+        answer = await http.get(
+            "/v1/admin/hash-secrets", headers={"Authorization": f"Bearer {stack['operator_token']}"}
+        )
+    assert answer.status_code == 200, answer.text
+    by_role = {s["role"]: s for s in answer.json()["secrets"]}
+    assert by_role["current"]["live_keys"] >= 1 and len(by_role["current"]["secret_id"]) == 16
+    # Keys some tests write straight into the table carry no fingerprint: "unrecorded".
+    assert set(by_role) <= {"current", "unrecorded"}

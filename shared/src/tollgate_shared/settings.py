@@ -61,6 +61,22 @@ def secret_validator(*fields: str):  # type: ignore[no-untyped-def]
     return field_validator(*fields)(require_real_secret)
 
 
+def secret_list(value: SecretStr | None) -> tuple[str, ...]:
+    """Comma-separated secrets, in order."""
+    return tuple(part.strip() for part in (value.get_secret_value() if value else "").split(",") if part.strip())
+
+
+def require_real_secrets(value: SecretStr | None) -> SecretStr | None:
+    for part in secret_list(value):
+        require_real_secret(SecretStr(part))
+    return value
+
+
+def secrets_validator(*fields: str):  # type: ignore[no-untyped-def]
+    """As secret_validator, for fields holding comma-separated secrets."""
+    return field_validator(*fields)(require_real_secrets)
+
+
 def multi_fernet(keys: SecretStr) -> MultiFernet:
     """Comma-separated Fernet keys as one MultiFernet: the first seals, any of them opens,
     so a key is rotated by putting a new one first and dropping the old one later."""

@@ -4,6 +4,7 @@ whose an API key is."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -17,7 +18,15 @@ from tollgate_shared.runtime import Runtime
 from . import keyformat, repo
 from .api import KeyList, KeyView, key_body
 from .domain import KeyNotFound, KeyRevokedError, RotationRefused
-from .handlers import KeySecrets, create_key, revoke_key, rotate_key, set_key_expiry, set_key_status
+from .handlers import (
+    KeySecrets,
+    create_key,
+    find_live_key,
+    revoke_key,
+    rotate_key,
+    set_key_expiry,
+    set_key_status,
+)
 
 
 class RevokeRequest(RequestBody):
@@ -63,6 +72,20 @@ class Identified(BaseModel):
     accountId: str | None  # noqa: N815
 
 
+class SecretKeys(BaseModel):
+    secret_id: str | None = Field(
+        description="The hash secret's fingerprint; null: keys issued before fingerprints were kept"
+    )
+    role: Literal["current", "previous", "unrecorded", "unknown"] = Field(
+        description="unknown: a secret this service no longer has, so those keys no longer work"
+    )
+    live_keys: int
+
+
+class HashSecrets(BaseModel):
+    secrets: list[SecretKeys]
+
+
 class Sealed(BaseModel):
     sealed: str = Field(description="The new key's plaintext, as a Fernet token of the delivery keys")
 
@@ -96,6 +119,19 @@ def router(runtime: Runtime, secrets: KeySecrets, operators: Tokens, internals: 
             ledger_usage_total=row["ledger_usage_total"],
             consumed_total=row["consumed_total"],
             in_flight=row["consumed_total"] - row["ledger_usage_total"],
+        )
+
+    @r.get("/v1/admin/hash-secrets")
+    async def hash_secrets() -> HashSecrets:
+        """Live keys under each hash secret. After a rotation a key moves to the current secret
+        the first time it is used; drop a previous secret once no live key is under it."""
+        async with runtime.pool.acquire() as conn:
+            counts = await repo.live_keys_by_secret(conn)
+        roles: dict[str | None, str] = {secrets.hash_secret_id: "current"}
+        roles |= {keyformat.secret_id(s): "previous" for s in secrets.previous_hash_secrets}
+        roles |= {i: "unrecorded" if i is None else "unknown" for i in counts if i not in roles}
+        return HashSecrets(
+            secrets=[SecretKeys(secret_id=i, role=role, live_keys=counts.get(i, 0)) for i, role in roles.items()]  # type: ignore[arg-type]
         )
 
     @r.get("/v1/admin/accounts/{account_id}/keys")
@@ -165,7 +201,7 @@ def internal_router(runtime: Runtime, secrets: KeySecrets, internals: Tokens) ->
         if not keyformat.is_well_formed(body.api_key):
             return Identified(accountId=None)
         async with runtime.pool.acquire() as conn:
-            me = await repo.find_live_by_hash(conn, keyformat.hash_key(secrets.hash_secret, body.api_key))
+            me = await find_live_key(conn, secrets, body.api_key)
         return Identified(accountId=me.account_id if me else None)
 
     return r

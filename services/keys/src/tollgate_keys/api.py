@@ -14,7 +14,7 @@ from tollgate_shared.runtime import Runtime
 
 from . import keyformat, metrics, repo
 from .batcher import Batcher, Overloaded
-from .handlers import KeySecrets, Validate, Verdict, validate_key
+from .handlers import KeySecrets, Validate, Verdict, find_live_key, validate_key
 
 MAX_UNITS = 1_000_000
 GATEWAY_HEADER = b"x-tollgate-gateway"
@@ -145,7 +145,7 @@ def router(runtime: Runtime, secrets: KeySecrets, validator: Validator) -> APIRo
         if not keyformat.is_well_formed(api_key):
             raise ApiError(401, "unauthorized", "send one of your API keys as a bearer token")
         async with runtime.pool.acquire() as conn:
-            me = await repo.find_live_by_hash(conn, keyformat.hash_key(secrets.hash_secret, api_key))
+            me = await find_live_key(conn, secrets, api_key)
             if me is None:
                 raise ApiError(401, "unauthorized", "that key is unknown, revoked or expired")
             keys = await repo.list_for_account(conn, me.account_id)

@@ -5,7 +5,7 @@ from pathlib import Path
 from tollgate_shared.auth import Tokens
 from tollgate_shared.contracts.topics import KEYS_EVENTS, USAGE_RECORDED
 from tollgate_shared.runtime import Runtime, Service, ServiceSpec, service
-from tollgate_shared.settings import multi_fernet
+from tollgate_shared.settings import multi_fernet, secret_list
 
 from . import admin_api, api, consumers
 from .batcher import Batcher
@@ -23,6 +23,7 @@ def key_secrets(settings: Settings) -> KeySecrets:
         environment=settings.key_environment,
         hash_secret=settings.hash_secret.get_secret_value().encode(),
         delivery=multi_fernet(settings.delivery_keys),
+        previous_hash_secrets=tuple(s.encode() for s in secret_list(settings.previous_hash_secrets)),
     )
 
 

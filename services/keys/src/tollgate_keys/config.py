@@ -3,7 +3,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tollgate_shared.settings import ServiceSettings, fernet_keys_validator, named_tokens_validator, secret_validator
+from tollgate_shared.settings import (
+    ServiceSettings,
+    fernet_keys_validator,
+    named_tokens_validator,
+    secret_validator,
+    secrets_validator,
+)
 
 
 class Settings(ServiceSettings):
@@ -20,8 +26,12 @@ class Settings(ServiceSettings):
     key_environment: Literal["live", "test"] = "test"
     """Keys issued are `tg_live_…` or `tg_test_…`."""
     hash_secret: SecretStr
-    """The HMAC secret keys are stored under (only the HMAC is stored). Cannot be rotated
-    in place: see docs/security.md."""
+    """The HMAC secret keys are stored under (only the HMAC is stored). To rotate it, put
+    the old one in `PREVIOUS_HASH_SECRETS` (docs/security.md)."""
+    previous_hash_secrets: SecretStr | None = None
+    """Hash secrets rotated out, comma-separated: a key still under one works, and is moved
+    to `HASH_SECRET` the first time it is used. Drop one once `GET /v1/admin/hash-secrets`
+    shows no live key under it."""
     delivery_keys: SecretStr
     """Fernet keys, comma-separated, shared with the notifier: the first seals a new key's
     plaintext until it is emailed; any of them opens."""
@@ -33,5 +43,6 @@ class Settings(ServiceSettings):
     `Retry-After` at once, not after a wait their caller has given up on."""
 
     _secrets = secret_validator("hash_secret")
+    _previous = secrets_validator("previous_hash_secrets")
     _gateways = named_tokens_validator("gateway_tokens")
     _fernet = fernet_keys_validator("delivery_keys")

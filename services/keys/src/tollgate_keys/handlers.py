@@ -37,6 +37,7 @@ from tollgate_shared.logging import get_logger
 from . import keyformat, repo
 from .batcher import Batcher, Request
 from .domain import KeyNotFound, KeyRevokedError, Reason, RotationRefused, limits_from_features
+from .metrics import MOVED_TO_CURRENT_SECRET
 
 log = get_logger(__name__)
 
@@ -46,6 +47,16 @@ class KeySecrets:
     environment: str
     hash_secret: bytes
     delivery: MultiFernet  # the first key seals; during a rotation the notifier opens with any
+    # Hash secrets rotated out: a key still under one moves to `hash_secret` when next used.
+    previous_hash_secrets: tuple[bytes, ...] = ()
+
+    def hashed(self, plaintext: str) -> bytes:
+        """The key as it is stored and looked up: under the current hash secret."""
+        return keyformat.hash_key(self.hash_secret, plaintext)
+
+    @property
+    def hash_secret_id(self) -> str:
+        return keyformat.secret_id(self.hash_secret)
 
     def sealed(self, plaintext: str) -> str:
         """The plaintext as only the notifier can read it."""
@@ -71,7 +82,8 @@ async def issue_key(
         conn,
         key_id=key_id,
         account_id=fact.account_id,
-        key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
+        key_hash=secrets.hashed(plaintext),
+        hash_secret_id=secrets.hash_secret_id,
         key_display=keyformat.display(plaintext),
         plan=fact.plan,
         billing=fact.billing,
@@ -171,15 +183,39 @@ async def validate_key(cmd: Validate, pool: asyncpg.Pool, secrets: KeySecrets, b
     through the batcher's group commit."""
     if not keyformat.is_well_formed(cmd.api_key):
         return Verdict(None, 0, "malformed")  # a typo never reaches the database
-    key_hash = keyformat.hash_key(secrets.hash_secret, cmd.api_key)
+    key_hash = secrets.hashed(cmd.api_key)
     if cmd.consume:
         state = await batcher.consume(Request(key_hash, cmd.units, cmd.route, cmd.method, cmd.status))
     else:
         async with pool.acquire() as conn:
             state = await repo.check(conn, key_hash, cmd.units)
+    if state.outcome == "not_found" and await moved_to_current_secret(pool, secrets, cmd.api_key):
+        return await validate_key(cmd, pool, secrets, batcher)
     if state.outcome != "ok":
         return Verdict(state if state.key_id else None, 0, state.outcome)  # type: ignore[arg-type]
     return Verdict(state, cmd.units if cmd.consume else 0, None)
+
+
+async def find_live_key(conn: asyncpg.Connection, secrets: KeySecrets, api_key: str) -> repo.KeyRow | None:
+    """The live key `api_key` is, under the current hash secret or (moved to it now) a previous one."""
+    found = await repo.find_live_by_hash(conn, secrets.hashed(api_key))
+    if found is None and await moved_to_current_secret(conn, secrets, api_key):
+        found = await repo.find_live_by_hash(conn, secrets.hashed(api_key))
+    return found
+
+
+async def moved_to_current_secret(db: asyncpg.Pool | asyncpg.Connection, secrets: KeySecrets, api_key: str) -> bool:
+    """After a hash-secret rotation, a key not found under the current secret may be under a
+    previous one: if so its row is rewritten under the current secret (its plaintext is at
+    hand only now, in the call), and True. Costs nothing when no previous secret is set."""
+    if not secrets.previous_hash_secrets:
+        return False
+    old = [keyformat.hash_key(previous, api_key) for previous in secrets.previous_hash_secrets]
+    moved = await repo.move_to_secret(db, old, secrets.hashed(api_key), secrets.hash_secret_id)
+    if moved:
+        MOVED_TO_CURRENT_SECRET.inc()
+        log.info("key moved to the current hash secret", secret_id=secrets.hash_secret_id)
+    return moved
 
 
 async def learn_balances(events: list[BalanceUpdated], conn: asyncpg.Connection) -> None:
@@ -206,8 +242,8 @@ async def rotate_key(
     if not old["customer_email"] and not show:
         raise RotationRefused("no_email_on_file")
     plaintext, new_id = keyformat.generate(secrets.environment), uuid4()
-    key_hash, display = keyformat.hash_key(secrets.hash_secret, plaintext), keyformat.display(plaintext)
-    await repo.insert_successor(conn, key_id, new_id, key_hash, display, grace_s)
+    hashed = (secrets.hashed(plaintext), secrets.hash_secret_id)
+    await repo.insert_successor(conn, key_id, new_id, hashed, keyformat.display(plaintext), grace_s)
     new = await repo.find_by_id(conn, new_id)
     assert new is not None
     issued = KeyIssued(
@@ -244,7 +280,8 @@ async def create_key(account_id: str, conn: asyncpg.Connection, secrets: KeySecr
         conn,
         key_id=key_id,
         account_id=account_id,
-        key_hash=keyformat.hash_key(secrets.hash_secret, plaintext),
+        key_hash=secrets.hashed(plaintext),
+        hash_secret_id=secrets.hash_secret_id,
         key_display=keyformat.display(plaintext),
         plan=template["plan"],
         billing=template["billing"],

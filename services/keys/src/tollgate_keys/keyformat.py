@@ -51,3 +51,8 @@ def display(key: str) -> str:
 
 def hash_key(secret: bytes, key: str) -> bytes:
     return hmac.digest(secret, key.encode(), "sha256")
+
+
+def secret_id(secret: bytes) -> str:
+    """A hash secret's fingerprint, kept beside each key's hash: which secret it is under."""
+    return hmac.digest(secret, b"tollgate key hash secret id", "sha256").hex()[:16]

@@ -40,3 +40,9 @@ BATCH_SIZE = Histogram(
 
 def answered(outcome: str, consume: bool) -> None:
     VALIDATIONS.labels(outcome, "true" if consume else "false").inc()
+
+
+MOVED_TO_CURRENT_SECRET = Counter(
+    "tollgate_keys_moved_to_current_hash_secret_total",
+    "Keys found under a previous hash secret and moved to the current one, on their first use after a rotation.",
+)

@@ -62,6 +62,7 @@ async def insert_key(
     key_id: UUID,
     account_id: str,
     key_hash: bytes,
+    hash_secret_id: str,
     key_display: str,
     plan: str,
     billing: str,
@@ -83,8 +84,8 @@ async def insert_key(
         await conn.fetchval(
             "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, features, "
             "  source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
-            "  subscription_id, payment_intent_id, customer_email, product_name) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
+            "  subscription_id, payment_intent_id, customer_email, product_name, hash_secret_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) "
             "ON CONFLICT (source_ref) DO NOTHING RETURNING true",
             key_id,
             account_id,
@@ -103,6 +104,7 @@ async def insert_key(
             payment_intent_id,
             customer_email,
             product_name,
+            hash_secret_id,
         )
         is not None
     )
@@ -239,7 +241,12 @@ async def locked(conn: asyncpg.Connection, key_id: UUID) -> asyncpg.Record | Non
 
 
 async def insert_successor(
-    conn: asyncpg.Connection, old_id: UUID, new_id: UUID, key_hash: bytes, key_display: str, grace_s: float
+    conn: asyncpg.Connection,
+    old_id: UUID,
+    new_id: UUID,
+    hashed: tuple[bytes, str],
+    key_display: str,
+    grace_s: float,
 ) -> None:
     """A key that takes over from `old_id`: same account, plan, quota, limits and current
     windows (so a rotation cannot double a rate limit). The old key becomes its alias
@@ -248,16 +255,18 @@ async def insert_successor(
         "INSERT INTO keys (id, account_id, key_hash, key_display, plan, billing, quota_limit, quota_used, "
         "  features, source_ref, requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, "
         "  subscription_id, payment_intent_id, status, expires_at, customer_email, product_name, "
-        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests) "
+        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests, "
+        "  hash_secret_id) "
         "SELECT $2, account_id, $3, $4, plan, billing, quota_limit, quota_used, features, 'rotate:' || id, "
         "  requests_per_minute, requests_per_hour, requests_per_day, units_per_minute, subscription_id, "
         "  payment_intent_id, status, expires_at, customer_email, product_name, "
-        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests "
+        "  minute_start, minute_requests, minute_units, hour_start, hour_requests, day_start, day_requests, $5 "
         "FROM keys WHERE id = $1",
         old_id,
         new_id,
-        key_hash,
+        hashed[0],
         key_display,
+        hashed[1],
     )
     await conn.execute(
         "UPDATE keys SET rotated_to = $2, expires_at = LEAST(coalesce(expires_at, 'infinity'), "
@@ -451,3 +460,25 @@ async def newest_live(conn: asyncpg.Connection, account_id: str) -> asyncpg.Reco
         account_id,
     )
     return row
+
+
+async def move_to_secret(
+    db: asyncpg.Pool | asyncpg.Connection, old_hashes: list[bytes], key_hash: bytes, secret_id: str
+) -> bool:
+    """The key stored under one of `old_hashes`, stored under `key_hash` instead."""
+    moved = await db.fetchval(
+        "UPDATE keys SET key_hash = $1, hash_secret_id = $2 WHERE key_hash = ANY($3::bytea[]) RETURNING true",
+        key_hash,
+        secret_id,
+        old_hashes,
+    )
+    return bool(moved)
+
+
+async def live_keys_by_secret(conn: asyncpg.Connection) -> dict[str | None, int]:
+    """How many keys that still work are under each hash secret (by its id; None: not recorded)."""
+    rows = await conn.fetch(
+        "SELECT hash_secret_id, count(*) AS keys FROM keys WHERE status <> 'revoked' "
+        "AND (expires_at IS NULL OR expires_at > now()) GROUP BY hash_secret_id"
+    )
+    return {r["hash_secret_id"]: r["keys"] for r in rows}
