@@ -4,12 +4,20 @@ ledger's, to the unit and the version, and a copy rebuilt from the start agrees.
 
 import asyncio
 import importlib.util
+import json
+import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tollgate_devstack import infra
 from tollgate_devstack.config import REPO_ROOT
 from tollgate_devstack.demo import Demo, eventually
+from tollgate_devstack.tls import ensure_certificates
+from tollgate_shared.acls import Acl, grant
 
 from .helpers import rows
 
@@ -63,6 +71,57 @@ def _now(read: Any) -> Any:
         return read()
 
     return probe
+
+
+async def test_a_team_granted_what_the_guide_says_runs_the_example_as_its_own_user(
+    stack: dict[str, Any], demo: Demo
+) -> None:
+    launcher = stack["launcher"]
+    if not launcher.own_kafka:
+        pytest.skip("Kafka came from outside the stack: no SASL_SSL listener of the stack's")
+    granted, refused = f"billing{secrets.token_hex(3)}", f"nobody{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(24)
+    for user in (granted, refused):
+        infra.add_kafka_user(launcher.cfg, user, password)
+    # The two grants docs/consuming-events.md tells the cluster's operator to make; `refused` gets none.
+    await grant(
+        stack["kafka"],
+        [
+            Acl(f"User:{granted}", "topic", "ledger.balances", "Read"),
+            Acl(f"User:{granted}", "group", f"{granted}.", "Read", prefixed=True),
+        ],
+    )
+    email = f"team+{secrets.token_hex(4)}@example.com"
+    session = await demo.buy("starter", email)
+    await demo.pay(session["id"])
+    ledger = await demo.balance_equal(session["customer"], 1000)
+
+    async def run_example(user: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, str(REPO_ROOT / "examples" / "balance_mirror.py"),
+            "--bootstrap", launcher.cfg.kafka_secure_bootstrap, "--user", user, "--group", f"{user}.mirror",
+            "--cafile", str(ensure_certificates(launcher.cfg.tls_dir).ca),
+            env={**os.environ, "KAFKA_PASSWORD": password},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    example = await run_example(granted)
+    try:
+        wanted = f"customer:{session['customer']}:credits"
+        while True:  # every balance from the start of the topic; this customer's among them
+            line = await asyncio.wait_for(example.stdout.readline(), 60)  # type: ignore[union-attr]
+            assert line, (await example.stderr.read()).decode()  # type: ignore[union-attr]
+            balance = json.loads(line)
+            if balance["ledger_account"] == wanted and balance["version"] == ledger["version"]:
+                break
+        assert balance["available"] == 1000
+    finally:
+        example.kill()
+        await example.wait()
+
+    stranger = await run_example(refused)
+    _, err = await asyncio.wait_for(stranger.communicate(), 60)
+    assert stranger.returncode == 1 and "cannot follow ledger.balances" in err.decode()
 
 
 def test_the_example_needs_no_tollgate_code() -> None:

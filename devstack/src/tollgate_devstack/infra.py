@@ -331,22 +331,32 @@ def start_kafka(cfg: StackConfig, procs: Processes, certs: Certificates, users: 
         # A broker formatted before it had these users: add them through the broker.
         say("adding the services' Kafka users")
         for name, password in users.items():
-            add = ["--add-config", f"SCRAM-SHA-512=[iterations=8192,password={password}]"]
-            target = ["--entity-type", "users", "--entity-name", name]
-            subprocess.run(
-                [
-                    *java,
-                    "kafka.admin.ConfigCommand",
-                    "--bootstrap-server",
-                    f"127.0.0.1:{port}",
-                    "--alter",
-                    *add,
-                    *target,
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            add_kafka_user(cfg, name, password)
         known_users.write_text("\n".join(sorted(users)))
+
+
+def add_kafka_user(cfg: StackConfig, name: str, password: str) -> None:
+    """A SCRAM-SHA-512 user, added through the running broker's PLAINTEXT listener."""
+    subprocess.run(
+        [
+            "java",
+            "-cp",
+            f"{kafka_libs(cfg)}/*",
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            cfg.kafka_bootstrap,
+            "--alter",
+            "--add-config",
+            f"SCRAM-SHA-512=[iterations=8192,password={password}]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            name,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # --- stripe-mock ----------------------------------------------------------------------------
