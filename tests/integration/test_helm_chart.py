@@ -170,6 +170,8 @@ def test_strimzi_users_hold_each_services_acls_and_the_services_log_in_as_them()
         "run: python -m tollgate_shared.topics --describe-acls"
     )
     objects = render("full")
+    # Strimzi 1.0 serves only v1 of its resources.
+    assert {o["apiVersion"] for o in objects if o["kind"] in ("KafkaUser", "KafkaTopic")} == {"kafka.strimzi.io/v1"}
     users = {u["metadata"]["name"]: u["spec"] for u in of_kind(objects, "KafkaUser")}
     assert set(users) == {f"tg-tollgate-{spec.name}-kafka" for spec in service_specs()}
     for spec in service_specs():
