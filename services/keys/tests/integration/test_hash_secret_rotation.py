@@ -2,28 +2,21 @@
 previous secret keeps working, is moved to the current one the first time it is used,
 and then needs the previous secret no more."""
 
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from uuid import uuid4
 
 import asyncpg
 import pytest
-from cryptography.fernet import Fernet, MultiFernet
 
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher
 from tollgate_keys.handlers import KeySecrets, Validate, Verdict, find_live_key, validate_key
 
-MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
-OLD = KeySecrets("test", b"the-hash-secret-before-rotation", MultiFernet([Fernet(Fernet.generate_key())]))
+from .helpers import SECRETS, a_key
+
+OLD = replace(SECRETS, hash_secret=b"the-hash-secret-before-rotation")
 ROTATING = replace(OLD, hash_secret=b"the-hash-secret-after-rotation", previous_hash_secrets=(OLD.hash_secret,))
 ROTATED = replace(ROTATING, previous_hash_secrets=())  # the previous secret dropped
-
-
-@pytest.fixture
-async def pool(private_schema: MakePool) -> asyncpg.Pool:
-    return await private_schema("keys")
 
 
 @pytest.fixture
@@ -32,25 +25,6 @@ async def batcher(pool: asyncpg.Pool) -> AsyncIterator[Batcher]:
     b.start()
     yield b
     await b.stop()
-
-
-async def key_under(pool: asyncpg.Pool, under: KeySecrets) -> str:
-    plaintext = keyformat.generate("test")
-    async with pool.acquire() as conn:
-        await repo.insert_key(
-            conn,
-            key_id=uuid4(),
-            account_id=f"cus_{secrets.token_hex(4)}",
-            key_hash=under.hashed(plaintext),
-            hash_secret_id=under.hash_secret_id,
-            key_display=keyformat.display(plaintext),
-            plan="p",
-            billing="metered",
-            quota_limit=None,
-            features=[],
-            source_ref=f"cs_{secrets.token_hex(6)}",
-        )
-    return plaintext
 
 
 async def stored(pool: asyncpg.Pool) -> list[tuple[bytes, str]]:
@@ -65,7 +39,7 @@ async def validated(pool: asyncpg.Pool, batcher: Batcher, under: KeySecrets, key
 async def test_a_key_under_the_previous_secret_works_and_moves_to_the_current_one(
     pool: asyncpg.Pool, batcher: Batcher
 ) -> None:
-    key = await key_under(pool, OLD)
+    key = await a_key(pool, quota=None, under=OLD)
     assert (await validated(pool, batcher, ROTATING, key)).valid
     assert await stored(pool) == [(ROTATING.hashed(key), ROTATING.hash_secret_id)]
     # Moved: the previous secret is needed no more, and the quota counted the call once.
@@ -74,7 +48,7 @@ async def test_a_key_under_the_previous_secret_works_and_moves_to_the_current_on
 
 
 async def test_a_check_and_a_lookup_move_the_key_too(pool: asyncpg.Pool, batcher: Batcher) -> None:
-    checked, looked_up = await key_under(pool, OLD), await key_under(pool, OLD)
+    checked, looked_up = await a_key(pool, quota=None, under=OLD), await a_key(pool, quota=None, under=OLD)
     assert (await validated(pool, batcher, ROTATING, checked, consume=False)).valid
     async with pool.acquire() as conn:
         found = await find_live_key(conn, ROTATING, looked_up)
@@ -86,19 +60,19 @@ async def test_a_check_and_a_lookup_move_the_key_too(pool: asyncpg.Pool, batcher
 async def test_a_key_not_moved_before_the_previous_secret_is_dropped_is_unknown(
     pool: asyncpg.Pool, batcher: Batcher
 ) -> None:
-    key = await key_under(pool, OLD)
+    key = await a_key(pool, quota=None, under=OLD)
     assert (await validated(pool, batcher, ROTATED, key)).reason == "not_found"
     assert await stored(pool) == [(OLD.hashed(key), OLD.hash_secret_id)]
 
 
 async def test_an_unknown_key_moves_nothing(pool: asyncpg.Pool, batcher: Batcher) -> None:
-    key = await key_under(pool, OLD)
+    key = await a_key(pool, quota=None, under=OLD)
     assert (await validated(pool, batcher, ROTATING, keyformat.generate("test"))).reason == "not_found"
     assert await stored(pool) == [(OLD.hashed(key), OLD.hash_secret_id)]
 
 
 async def test_the_live_keys_under_each_secret_are_counted(pool: asyncpg.Pool, batcher: Batcher) -> None:
-    used, unused = await key_under(pool, OLD), await key_under(pool, OLD)
+    used, unused = await a_key(pool, quota=None, under=OLD), await a_key(pool, quota=None, under=OLD)
     await validated(pool, batcher, ROTATING, used)
     async with pool.acquire() as conn:
         counts = await repo.live_keys_by_secret(conn)

@@ -10,13 +10,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from cryptography.fernet import Fernet, MultiFernet
 
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher, Request
 from tollgate_keys.domain import Limits, RotationRefused
 from tollgate_keys.handlers import (
-    KeySecrets,
     Validate,
     Verdict,
     invoice_paid,
@@ -43,15 +41,7 @@ from tollgate_shared.contracts import (
     parse_usage,
 )
 
-MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
-NO_LIMITS = Limits()
-SECRETS = KeySecrets("test", b"integration-hash-secret", MultiFernet([Fernet(Fernet.generate_key())]))
-
-
-@pytest.fixture
-async def pool(private_schema: MakePool) -> asyncpg.Pool:
-    return await private_schema("keys")
-
+from .helpers import SECRETS, a_key
 
 Check = Callable[[Validate], Awaitable[Verdict]]
 T = TypeVar("T")
@@ -73,26 +63,6 @@ async def validate(pool: asyncpg.Pool) -> AsyncIterator[Check]:
 
     yield check
     await batcher.stop()
-
-
-async def a_key(pool: asyncpg.Pool, quota: int | None = 100, limits: Limits = NO_LIMITS) -> str:
-    plaintext = keyformat.generate("test")
-    async with pool.acquire() as conn:
-        await repo.insert_key(
-            conn,
-            key_id=uuid4(),
-            account_id=f"cus_{secrets.token_hex(4)}",
-            key_hash=SECRETS.hashed(plaintext),
-            hash_secret_id=SECRETS.hash_secret_id,
-            key_display=keyformat.display(plaintext),
-            plan="p",
-            billing="prepaid" if quota else "metered",
-            quota_limit=quota,
-            features=[],
-            source_ref=f"cs_{secrets.token_hex(6)}",
-            limits=limits,
-        )
-    return plaintext
 
 
 class TestIssue:
