@@ -1,22 +1,15 @@
 """Every service's AsyncAPI document is generated from the subscriptions and topics its
 runtime runs, and the committed copy in docs/asyncapi/ is current."""
 
-import importlib
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from tollgate_shared import asyncapi
-from tollgate_shared.runtime import ServiceSpec
+from tollgate_shared.topics import SERVICES, spec_of
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "asyncapi"
-SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync", "portal"]
-
-
-def spec_of(service: str) -> ServiceSpec:
-    spec: ServiceSpec = importlib.import_module(f"tollgate_{service.replace('-', '_')}.app").SPEC
-    return spec
 
 
 @pytest.mark.parametrize("service", SERVICES)

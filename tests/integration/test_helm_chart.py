@@ -19,8 +19,7 @@ import yaml
 from tollgate_devstack.config import REPO_ROOT, StackConfig
 from tollgate_devstack.infra import helm_binary
 from tollgate_shared.acls import acls_for
-from tollgate_shared.runtime import ServiceSpec
-from tollgate_shared.topics import describe, describe_acls, service_specs
+from tollgate_shared.topics import SERVICES, describe, describe_acls, service_specs, spec_of
 
 CHART = REPO_ROOT / "deploy" / "helm" / "tollgate"
 VALUE_SETS = {
@@ -32,7 +31,6 @@ OLDEST, NEWEST = "1.28.0", "1.37.0"
 # Kinds of operators the chart can drive (KEDA, the Prometheus Operator, Strimzi): their
 # schemas are theirs, not Kubernetes'; the rules below still read them.
 CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
-SERVICES = ["checkout", "ledger", "keys", "notifier", "usage-sync", "portal"]
 
 
 @cache
@@ -198,11 +196,9 @@ def test_strimzi_users_hold_each_services_acls_and_the_services_log_in_as_them()
 
 
 def test_keda_scales_each_consumer_on_the_groups_and_topics_it_really_has() -> None:
-    import importlib
-
     for o in of_kind(render("full"), "ScaledObject"):
         service = o["spec"]["scaleTargetRef"]["name"].removeprefix("tg-tollgate-")
-        spec: ServiceSpec = importlib.import_module(f"tollgate_{service.replace('-', '_')}.app").SPEC
+        spec = spec_of(service)
         real = {(f"{spec.name}.{s.name}", s.topic.name) for s in spec.subscriptions}
         rendered = {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in o["spec"]["triggers"]}
         assert rendered <= real and rendered, service

@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def spec_of(service: str) -> ServiceSpec:
+    """A service's spec, from the service itself: the ACLs follow what it declares it
+    publishes and consumes, never a copy of it (the image holds every service)."""
+    spec: ServiceSpec = importlib.import_module(f"tollgate_{service.replace('-', '_')}.app").SPEC
+    return spec
+
+
 def service_specs() -> list[ServiceSpec]:
-    """Every service's spec, from the service itself: the ACLs follow what each declares
-    it publishes and consumes, never a copy of it (the image holds every service)."""
-    return [importlib.import_module(f"tollgate_{name.replace('-', '_')}.app").SPEC for name in SERVICES]
+    return [spec_of(name) for name in SERVICES]
 
 
 def all_acls(users: dict[str, str] | None = None, groups: dict[str, str] | None = None) -> list[Acl]:
