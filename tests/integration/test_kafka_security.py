@@ -17,7 +17,6 @@ from aiokafka.errors import (
 )
 
 from tollgate_devstack.stack import KAFKA_USERS, Stack
-from tollgate_ledger.config import Settings as LedgerSettings
 from tollgate_shared.acls import grant
 from tollgate_shared.settings import ServiceSettings
 from tollgate_shared.topics import all_acls
@@ -31,17 +30,13 @@ def launcher(stack: dict[str, Any]) -> Stack:
     return stack_
 
 
-def ledger_settings(launcher: Stack, **overrides: Any) -> LedgerSettings:
-    env = launcher.env_for("ledger", launcher.cfg.database_url, launcher.cfg.kafka_bootstrap)
-    fields = {k.removeprefix("LEDGER_").lower(): v for k, v in env.items() if k.startswith("LEDGER_")}
-    return LedgerSettings(**(fields | overrides))
-
-
-def settings_of(launcher: Stack, service: str) -> ServiceSettings:
+def settings_of(launcher: Stack, service: str, **overrides: Any) -> ServiceSettings:
+    """`service`'s settings as the stack starts it, with `overrides`."""
     env = launcher.env_for(service, launcher.cfg.database_url, launcher.cfg.kafka_bootstrap)
     prefix = service.upper() + "_"
+    fields = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
     settings_type = importlib.import_module(f"tollgate_{service}.config").Settings
-    return settings_type(**{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)})  # type: ignore[no-any-return]
+    return settings_type(**(fields | overrides))  # type: ignore[no-any-return]
 
 
 async def reaches(bootstrap: str, **options: Any) -> None:
@@ -63,12 +58,12 @@ def test_every_service_is_told_to_use_sasl_ssl_as_its_own_user(launcher: Stack) 
 
 
 async def test_a_service_logs_in_with_its_credentials_and_the_stacks_ca(launcher: Stack) -> None:
-    s = ledger_settings(launcher)
+    s = settings_of(launcher, "ledger")
     await reaches(s.kafka_bootstrap_servers, **s.kafka_options())
 
 
 async def test_a_wrong_password_is_refused(launcher: Stack) -> None:
-    s = ledger_settings(launcher, kafka_sasl_password="not-the-password-at-all-0123456789")
+    s = settings_of(launcher, "ledger", kafka_sasl_password="not-the-password-at-all-0123456789")
     with pytest.raises(KafkaError):
         await reaches(s.kafka_bootstrap_servers, **s.kafka_options())
 
@@ -76,7 +71,7 @@ async def test_a_wrong_password_is_refused(launcher: Stack) -> None:
 async def test_a_broker_certificate_from_another_authority_is_refused(launcher: Stack, tmp_path: Any) -> None:
     from tollgate_devstack.tls import ensure_certificates
 
-    s = ledger_settings(launcher, kafka_ssl_cafile=ensure_certificates(tmp_path / "other").ca)
+    s = settings_of(launcher, "ledger", kafka_ssl_cafile=ensure_certificates(tmp_path / "other").ca)
     with pytest.raises((KafkaConnectionError, ssl.SSLError)):
         await reaches(s.kafka_bootstrap_servers, **s.kafka_options())
 
