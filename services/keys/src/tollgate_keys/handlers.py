@@ -242,8 +242,8 @@ async def rotate_key(
     if not old["customer_email"] and not show:
         raise RotationRefused("no_email_on_file")
     plaintext, new_id = keyformat.generate(secrets.environment), uuid4()
-    hashed = (secrets.hashed(plaintext), secrets.hash_secret_id)
-    await repo.insert_successor(conn, key_id, new_id, hashed, keyformat.display(plaintext), grace_s)
+    key_hash, display = secrets.hashed(plaintext), keyformat.display(plaintext)
+    await repo.insert_successor(conn, key_id, new_id, key_hash, secrets.hash_secret_id, display, grace_s)
     new = await repo.find_by_id(conn, new_id)
     assert new is not None
     issued = KeyIssued(

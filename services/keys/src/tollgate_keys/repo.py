@@ -244,7 +244,8 @@ async def insert_successor(
     conn: asyncpg.Connection,
     old_id: UUID,
     new_id: UUID,
-    hashed: tuple[bytes, str],
+    key_hash: bytes,
+    hash_secret_id: str,
     key_display: str,
     grace_s: float,
 ) -> None:
@@ -264,9 +265,9 @@ async def insert_successor(
         "FROM keys WHERE id = $1",
         old_id,
         new_id,
-        hashed[0],
+        key_hash,
         key_display,
-        hashed[1],
+        hash_secret_id,
     )
     await conn.execute(
         "UPDATE keys SET rotated_to = $2, expires_at = LEAST(coalesce(expires_at, 'infinity'), "
