@@ -66,7 +66,8 @@ LEDGER_BALANCES = Topic(
     # The latest balance per account is all a consumer needs: compact the rest away.
     config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
     # Written only by the transaction that makes the account's version, with the version
-    # in its id: nothing can add one twice, and one per change kept a week is gigabytes.
+    # in its id: nothing can add one twice, and a row kept per balance change only grows
+    # the table every burn writes to.
     keep_published=False,
 )
 LEDGER_ALERTS = Topic(
