@@ -36,9 +36,9 @@ Pending = tuple[Row, "asyncio.Future[None] | None"]
 
 
 class AuditLog:
-    """The middleware: every request on the admin listener, recorded by `writer`. For a
-    call that changes something it leaves `before_acting` in the request's state, which
-    the guard awaits once it has admitted the caller (tollgate_shared.auth.admitted)."""
+    """The middleware: every request on the admin listener, recorded by `writer`. It leaves
+    `before_acting` in the request's state, which the guard awaits once it has admitted
+    the caller (tollgate_shared.auth.admitted): the intent of a call that changes something."""
 
     def __init__(self, app: ASGIApp, writer: "AuditWriter") -> None:
         self.app, self.writer = app, writer
@@ -47,8 +47,7 @@ class AuditLog:
         if scope["type"] != "http" or scope["path"] in QUIET:
             await self.app(scope, receive, send)
             return
-        if scope["method"] in CHANGES:
-            scope.setdefault("state", {})["before_acting"] = lambda: self.writer.ahead(scope)
+        scope.setdefault("state", {})["before_acting"] = lambda: self.writer.ahead(scope)
         status = 500
 
         async def noted(message: Message) -> None:
