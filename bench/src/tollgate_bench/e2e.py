@@ -38,7 +38,7 @@ from tollgate_devstack.demo import Demo
 from tollgate_devstack.stack import Stack
 
 from .common import figure, latency_ms, machine, wrk
-from .system import Customer, FixedRate, Usage, buy, customers, http, system_stack
+from .system import Customer, FixedRate, Usage, a_purchase_a_second, customers, http, system_stack
 
 FIRST_RATE = 500.0
 TRIAL_SECONDS = 30
@@ -105,17 +105,6 @@ async def dead_letters(bootstrap: str) -> int:
         await consumer.stop()
 
 
-async def purchases(demo: Demo, stop: asyncio.Event) -> int:
-    n = 0
-    tasks = []
-    while not stop.is_set():
-        tasks.append(asyncio.create_task(buy(demo, "professional", f"e2e{n}-{int(time.time())}")))
-        n += 1
-        await asyncio.sleep(1)
-    await asyncio.gather(*tasks)
-    return n
-
-
 @dataclass
 class Trial:
     rate: float
@@ -159,7 +148,7 @@ class Driver:
         dlq_before = await dead_letters(self.bootstrap)
         self.lag.reset()
         stop = asyncio.Event()
-        buying = asyncio.create_task(purchases(self.demo, stop))
+        buying = asyncio.create_task(a_purchase_a_second(self.demo, "e2e", stop.is_set))
         usage = Usage(self.stack) if track else None
         watching = asyncio.create_task(usage.watch()) if usage else None
         started = time.time()

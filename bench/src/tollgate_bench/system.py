@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +85,17 @@ async def buy(demo: Demo, plan: str, tag: str) -> tuple[str, str, float]:
         session = await demo.buy(plan, email)
     await demo.pay(session["id"])  # returns once the webhook answered 200
     return session["customer"], email, time.time()
+
+
+async def a_purchase_a_second(demo: Demo, tag: str, done: Callable[[], bool]) -> list[tuple[str, str, float]]:
+    """One professional pack bought each second until `done()`: what a running shop sees
+    alongside the calls. Each purchase's (account, email, when the webhook had its 200)."""
+    tasks, n = [], 0
+    while not done():
+        tasks.append(asyncio.create_task(buy(demo, "professional", f"{tag}{n}-{int(time.time())}")))
+        n += 1
+        await asyncio.sleep(1)
+    return list(await asyncio.gather(*tasks))
 
 
 async def customers(demo: Demo, plan: str, count: int, concurrency: int = 8) -> list[Customer]:
