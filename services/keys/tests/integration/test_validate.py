@@ -1,22 +1,27 @@
-"""Issue and validate against a real PostgreSQL, including concurrent consumers."""
+"""Issue and validate against a real PostgreSQL, including concurrent consumers and a
+rotation of the hash secret."""
 
 import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet, MultiFernet
 
 from tollgate_keys import keyformat, repo
 from tollgate_keys.batcher import Batcher, Request
 from tollgate_keys.domain import Limits, RotationRefused
 from tollgate_keys.handlers import (
+    KeySecrets,
     Validate,
     Verdict,
+    find_live_key,
     invoice_paid,
     issue_key,
     learn_balances,
@@ -41,8 +46,6 @@ from tollgate_shared.contracts import (
     parse_usage,
 )
 
-from .helpers import SECRETS, a_key
-
 Check = Callable[[Validate], Awaitable[Verdict]]
 T = TypeVar("T")
 
@@ -51,6 +54,16 @@ async def in_tx(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitab
     """`work` in a transaction of its own, as a consumer's batch or an admin request runs it."""
     async with pool.acquire() as conn, conn.transaction():
         return await work(conn)
+
+
+MakePool = Callable[[str], Awaitable[asyncpg.Pool]]
+NO_LIMITS = Limits()
+SECRETS = KeySecrets("test", b"integration-hash-secret", MultiFernet([Fernet(Fernet.generate_key())]))
+
+
+@pytest.fixture
+async def pool(private_schema: MakePool) -> asyncpg.Pool:
+    return await private_schema("keys")
 
 
 @pytest.fixture
@@ -63,6 +76,30 @@ async def validate(pool: asyncpg.Pool) -> AsyncIterator[Check]:
 
     yield check
     await batcher.stop()
+
+
+async def a_key(
+    pool: asyncpg.Pool, quota: int | None = 100, limits: Limits = NO_LIMITS, under: KeySecrets = SECRETS
+) -> str:
+    """A key of a new account, prepaid with `quota` or metered without one, stored under
+    `under`'s hash secret; its plaintext."""
+    plaintext = keyformat.generate("test")
+    async with pool.acquire() as conn:
+        await repo.insert_key(
+            conn,
+            key_id=uuid4(),
+            account_id=f"cus_{secrets.token_hex(4)}",
+            key_hash=under.hashed(plaintext),
+            hash_secret_id=under.hash_secret_id,
+            key_display=keyformat.display(plaintext),
+            plan="p",
+            billing="prepaid" if quota else "metered",
+            quota_limit=quota,
+            features=[],
+            source_ref=f"cs_{secrets.token_hex(6)}",
+            limits=limits,
+        )
+    return plaintext
 
 
 class TestIssue:
@@ -602,3 +639,69 @@ class TestRotationAndExpiry:
         async with pool.acquire() as conn:
             assert await repo.set_expiry(conn, UUID(key_id), datetime.now(UTC)) is not None
         assert (await validate(Validate(key, 1, True))).reason == "expired"
+
+
+# Rotating the hash secret in place: a key stored under the previous secret keeps working,
+# is moved to the current one the first time it is used, and then needs the previous
+# secret no more.
+OLD = replace(SECRETS, hash_secret=b"the-hash-secret-before-rotation")
+ROTATING = replace(OLD, hash_secret=b"the-hash-secret-after-rotation", previous_hash_secrets=(OLD.hash_secret,))
+ROTATED = replace(ROTATING, previous_hash_secrets=())  # the previous secret dropped
+
+
+@pytest.fixture
+async def batcher(pool: asyncpg.Pool) -> AsyncIterator[Batcher]:
+    b = Batcher(lambda: pool)
+    b.start()
+    yield b
+    await b.stop()
+
+
+async def stored(pool: asyncpg.Pool) -> list[tuple[bytes, str]]:
+    async with pool.acquire() as conn:
+        return [tuple(r.values()) for r in await conn.fetch("SELECT key_hash, hash_secret_id FROM keys ORDER BY id")]  # type: ignore[misc]
+
+
+async def validated(pool: asyncpg.Pool, batcher: Batcher, under: KeySecrets, key: str, consume: bool = True) -> Verdict:
+    return await validate_key(Validate(key, 1, consume), pool, under, batcher)
+
+
+class TestHashSecretRotation:
+    async def test_a_key_under_the_previous_secret_works_and_moves_to_the_current_one(
+        self, pool: asyncpg.Pool, batcher: Batcher
+    ) -> None:
+        key = await a_key(pool, quota=None, under=OLD)
+        assert (await validated(pool, batcher, ROTATING, key)).valid
+        assert await stored(pool) == [(ROTATING.hashed(key), ROTATING.hash_secret_id)]
+        # Moved: the previous secret is needed no more, and the quota counted the call once.
+        verdict = await validated(pool, batcher, ROTATED, key)
+        assert verdict.valid and verdict.state is not None and verdict.state.quota_used == 2
+
+    async def test_a_check_and_a_lookup_move_the_key_too(self, pool: asyncpg.Pool, batcher: Batcher) -> None:
+        checked, looked_up = await a_key(pool, quota=None, under=OLD), await a_key(pool, quota=None, under=OLD)
+        assert (await validated(pool, batcher, ROTATING, checked, consume=False)).valid
+        async with pool.acquire() as conn:
+            found = await find_live_key(conn, ROTATING, looked_up)
+        assert found is not None
+        for key in (checked, looked_up):
+            assert (await validated(pool, batcher, ROTATED, key)).valid
+
+    async def test_a_key_not_moved_before_the_previous_secret_is_dropped_is_unknown(
+        self, pool: asyncpg.Pool, batcher: Batcher
+    ) -> None:
+        key = await a_key(pool, quota=None, under=OLD)
+        assert (await validated(pool, batcher, ROTATED, key)).reason == "not_found"
+        assert await stored(pool) == [(OLD.hashed(key), OLD.hash_secret_id)]
+
+    async def test_an_unknown_key_moves_nothing(self, pool: asyncpg.Pool, batcher: Batcher) -> None:
+        key = await a_key(pool, quota=None, under=OLD)
+        assert (await validated(pool, batcher, ROTATING, keyformat.generate("test"))).reason == "not_found"
+        assert await stored(pool) == [(OLD.hashed(key), OLD.hash_secret_id)]
+
+    async def test_the_live_keys_under_each_secret_are_counted(self, pool: asyncpg.Pool, batcher: Batcher) -> None:
+        used, unused = await a_key(pool, quota=None, under=OLD), await a_key(pool, quota=None, under=OLD)
+        await validated(pool, batcher, ROTATING, used)
+        async with pool.acquire() as conn:
+            counts = await repo.live_keys_by_secret(conn)
+        assert counts == {ROTATING.hash_secret_id: 1, OLD.hash_secret_id: 1}
+        assert unused  # still under the previous secret: not yet time to drop it
